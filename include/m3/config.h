@@ -1,0 +1,85 @@
+// Model configuration in the reference format (mamba_ssm's MambaLMHeadModel config.json,
+// spec/model.md §1) and each mixer's hyperparameters (spec/mamba3.md §1, mamba2.md §1,
+// mamba1.md §1). Parsing rejects unknown or inconsistent fields with a message naming the file
+// and the field.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace m3 {
+
+struct Mamba3Config {
+  int64_t d_state = 128, expand = 2, headdim = 64, ngroups = 1;
+  double rope_fraction = 0.5;
+  double dt_min = 0.001, dt_max = 0.1, dt_init_floor = 1e-4, A_floor = 1e-4;
+  bool is_outproj_norm = false, is_mimo = false;
+  int64_t mimo_rank = 4, chunk_size = 64;
+  // Derived from d_model at parse time.
+  int64_t d_inner = 0, nheads = 0, n_angles = 0;
+  int64_t rank() const { return is_mimo ? mimo_rank : 1; }
+  int64_t in_proj_dim() const { return 2 * d_inner + 2 * d_state * ngroups * rank() + 3 * nheads + n_angles; }
+};
+
+struct Mamba2Config {
+  int64_t d_state = 128, d_conv = 4, expand = 2, headdim = 64, d_ssm = -1, ngroups = 1;
+  double A_init_min = 1, A_init_max = 16;
+  bool D_has_hdim = false, rmsnorm = true, norm_before_gate = false;
+  double dt_min = 0.001, dt_max = 0.1, dt_init_floor = 1e-4;
+  double dt_limit_min = 0, dt_limit_max = 1.0 / 0.0;
+  bool bias = false, conv_bias = true;
+  int64_t chunk_size = 256;
+  // Derived.
+  int64_t d_inner = 0, nheads = 0;
+  int64_t d_mlp() const { return d_inner - d_ssm; }
+  int64_t conv_dim() const { return d_ssm + 2 * ngroups * d_state; }
+  int64_t in_proj_dim() const { return 2 * d_inner + 2 * ngroups * d_state + nheads; }
+};
+
+struct Mamba1Config {
+  int64_t d_state = 16, d_conv = 4, expand = 2, dt_rank = -1;  // -1: "auto"
+  double dt_min = 0.001, dt_max = 0.1, dt_init_floor = 1e-4, dt_scale = 1.0;
+  bool dt_init_random = true, conv_bias = true, bias = false;
+  int64_t d_inner = 0;
+};
+
+struct AttnConfig {
+  int64_t num_heads = 0, num_heads_kv = 0, head_dim = 0, mlp_dim = 0;
+  bool qkv_proj_bias = true, out_proj_bias = true, causal = false;
+  double softmax_scale = 0;  // 0: 1/sqrt(head_dim)
+  int64_t d_conv = 0, rotary_emb_dim = 0;
+  double rotary_emb_base = 10000;
+  bool rotary_emb_interleaved = false;
+  int64_t qkv_dim() const { return head_dim * (num_heads + 2 * num_heads_kv); }
+};
+
+enum class MixerKind { Mamba1, Mamba2, Mamba3, Attention };
+const char* mixer_kind_name(MixerKind k);
+
+struct ModelConfig {
+  int64_t d_model = 2560, d_intermediate = 0, n_layer = 64, vocab_size = 50277;
+  int64_t pad_vocab_size_multiple = 8;
+  bool rms_norm = true, residual_in_fp32 = true, fused_add_norm = true, tie_embeddings = true;
+  double norm_eps = 1e-5;
+  MixerKind ssm_kind = MixerKind::Mamba1;
+  std::variant<Mamba1Config, Mamba2Config, Mamba3Config> ssm;
+  std::vector<int64_t> attn_layer_idx;
+  AttnConfig attn;
+
+  int64_t vocab_padded() const {
+    return (vocab_size + pad_vocab_size_multiple - 1) / pad_vocab_size_multiple * pad_vocab_size_multiple;
+  }
+  int64_t mlp_hidden() const { return (d_intermediate + 127) / 128 * 128; }
+  MixerKind layer_kind(int64_t i) const;
+};
+
+// Parses a reference-format config object; `source` names it in errors (usually the file path).
+ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
+ModelConfig load_model_config(const std::string& path);
+// The reference-format JSON of a config (what `m3 init` writes); parse(to_json(c)) == c.
+nlohmann::json model_config_to_json(const ModelConfig& c);
+
+}  // namespace m3

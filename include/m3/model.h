@@ -1,0 +1,54 @@
+// A language model in the reference layout (spec/model.md): embedding, a list of blocks
+// (norm → mixer, and norm2 → MLP when d_intermediate > 0) with the residual in float32, final
+// norm, lm_head. Runs on the CPU backend.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "m3/config.h"
+#include "m3/safetensors.h"
+#include "m3/state.h"
+
+namespace m3 {
+
+class Model {
+ public:
+  // Loads DIR/config.json and DIR/model.safetensors (or its sharded index). Every tensor is
+  // checked for presence, shape, dtype and finite values; errors name the file and tensor.
+  static Model load(const std::string& dir);
+  // A model with freshly initialised parameters (spec/model.md §6), deterministic in `seed`.
+  static Model init(const ModelConfig& c, uint64_t seed);
+  // Writes config.json and model.safetensors into dir (created if needed), atomically per file.
+  void save(const std::string& dir) const;
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const ModelConfig& config() const;
+  int64_t n_params() const;
+  std::vector<std::string> describe_layers() const;
+  SequenceState new_state() const;
+
+  // Parallel form over a packed batch: tokens [n_tokens], sequence i = rows
+  // [cu_seqlens[i], cu_seqlens[i+1]). states[i] is sequence i's starting state and is left as its
+  // state after its last token. logits: [n_tokens, vocab_padded], or [n_seqs, vocab_padded] (the
+  // last token of each sequence) when last_only.
+  void forward(std::span<const int32_t> tokens, std::span<const int64_t> cu_seqlens,
+               std::span<SequenceState* const> states, float* logits, bool last_only = false);
+  // Recurrent form: one token for each sequence; logits [n, vocab_padded].
+  void step(std::span<const int32_t> tokens, std::span<SequenceState* const> states, float* logits);
+
+  // Parameters with their checkpoint names (float32 views).
+  NamedTensors parameters() const;
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace m3

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: the release build (warnings as errors), then the
+# AddressSanitizer + UndefinedBehaviorSanitizer build. Usage: scripts/test.sh [--no-sanitize]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+jobs=$(nproc)
+
+echo "== release build + tests"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DM3_WERROR=ON >/dev/null
+ninja -C build
+(cd build && ctest --output-on-failure -j "$jobs")
+if [ -x scripts/test_tokenizer_oracle.sh ]; then scripts/test_tokenizer_oracle.sh; fi
+
+if [ "${1:-}" != "--no-sanitize" ]; then
+  echo "== ASan + UBSan build + tests"
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DM3_WERROR=ON -DM3_SANITIZE=ON -DM3_BENCH=OFF >/dev/null
+  ninja -C build-asan m3 m3_tests
+  (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j "$jobs")
+fi
+echo "all tests passed"

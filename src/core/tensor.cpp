@@ -1,0 +1,161 @@
+#include "m3/tensor.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "m3/error.h"
+
+namespace m3 {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::F32: case DType::I32: return 4;
+    case DType::F16: case DType::BF16: return 2;
+    case DType::F64: case DType::I64: return 8;
+    case DType::U8: return 1;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "F32";
+    case DType::F16: return "F16";
+    case DType::BF16: return "BF16";
+    case DType::F64: return "F64";
+    case DType::I64: return "I64";
+    case DType::I32: return "I32";
+    case DType::U8: return "U8";
+  }
+  return "?";
+}
+
+std::optional<DType> dtype_from_name(std::string_view n) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::F64, DType::I64, DType::I32, DType::U8})
+    if (n == dtype_name(t)) return t;
+  return std::nullopt;
+}
+
+std::string shape_str(const Shape& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+const float* Tensor::f32() const {
+  check(dtype == DType::F32, std::string("expected an F32 tensor, found ") + dtype_name(dtype));
+  return static_cast<const float*>(data);
+}
+float* Tensor::f32() {
+  check(dtype == DType::F32, std::string("expected an F32 tensor, found ") + dtype_name(dtype));
+  return static_cast<float*>(data);
+}
+
+Tensor Tensor::zeros(DType t, Shape s) {
+  Tensor r;
+  r.dtype = t;
+  r.shape = std::move(s);
+  // 64-byte alignment so that SIMD loads of rows are aligned; at least one byte so data != null.
+  size_t bytes = (std::max<size_t>(r.nbytes(), 1) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
+  std::memset(p, 0, bytes);
+  r.data = p;
+  r.owner = std::shared_ptr<void>(p, std::free);
+  return r;
+}
+
+float bf16_to_f32(uint16_t v) {
+  uint32_t u = uint32_t(v) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);                                         // round to nearest even
+  return uint16_t(u >> 16);
+}
+
+float f16_to_f32(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
+  if (exp == 0) {
+    if (man == 0) {
+      u = sign;
+    } else {  // subnormal: renormalise
+      int e = -1;
+      do { ++e; man <<= 1; } while (!(man & 0x400u));
+      u = sign | uint32_t(127 - 15 - e) << 23 | (man & 0x3ffu) << 13;
+    }
+  } else if (exp == 31) {
+    u = sign | 0x7f800000u | man << 13;
+  } else {
+    u = sign | (exp + 112) << 23 | man << 13;
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  uint32_t sign = (u >> 16) & 0x8000u;
+  uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u);
+  if (a >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // overflow (after rounding) -> inf
+  if (a < 0x38800000u) {                                  // subnormal or zero in half
+    float af;
+    std::memcpy(&af, &a, 4);
+    return uint16_t(sign | uint32_t(std::nearbyint(af * 16777216.0f)));  // 2^24 = 1/min subnormal
+  }
+  uint32_t r = a + 0xfffu + ((a >> 13) & 1u) - (112u << 23);
+  return uint16_t(sign | (r >> 13));
+}
+
+Tensor Tensor::convert(DType t) const {
+  Tensor r = zeros(t, shape);
+  int64_t n = numel();
+  auto load = [&](int64_t i) -> double {
+    switch (dtype) {
+      case DType::F32: return static_cast<const float*>(data)[i];
+      case DType::F64: return static_cast<const double*>(data)[i];
+      case DType::F16: { uint16_t v; std::memcpy(&v, static_cast<const char*>(data) + 2 * i, 2); return f16_to_f32(v); }
+      case DType::BF16: { uint16_t v; std::memcpy(&v, static_cast<const char*>(data) + 2 * i, 2); return bf16_to_f32(v); }
+      case DType::I64: { int64_t v; std::memcpy(&v, static_cast<const char*>(data) + 8 * i, 8); return double(v); }
+      case DType::I32: { int32_t v; std::memcpy(&v, static_cast<const char*>(data) + 4 * i, 4); return double(v); }
+      case DType::U8: return static_cast<const uint8_t*>(data)[i];
+    }
+    return 0;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    double v = load(i);
+    switch (t) {
+      case DType::F32: r.ptr<float>()[i] = float(v); break;
+      case DType::F64: r.ptr<double>()[i] = v; break;
+      case DType::F16: r.ptr<uint16_t>()[i] = f32_to_f16(float(v)); break;
+      case DType::BF16: r.ptr<uint16_t>()[i] = f32_to_bf16(float(v)); break;
+      case DType::I64: r.ptr<int64_t>()[i] = int64_t(v); break;
+      case DType::I32: r.ptr<int32_t>()[i] = int32_t(v); break;
+      case DType::U8: r.ptr<uint8_t>()[i] = uint8_t(v); break;
+    }
+  }
+  return r;
+}
+
+Tensor Tensor::to_f32() const {
+  if (dtype == DType::F32 && reinterpret_cast<uintptr_t>(data) % alignof(float) == 0) return *this;
+  return convert(DType::F32);
+}
+
+}  // namespace m3

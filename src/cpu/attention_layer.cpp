@@ -1,0 +1,170 @@
+// MHA mixer on the CPU (spec/model.md §4): in_proj, optional causal depthwise conv over qkv,
+// rotary on the first rotary_emb_dim dims of q and k at absolute positions, GQA scaled dot-product
+// attention over the KV cache plus the new tokens, optional fused MLP branch, out_proj.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "cpu/layers.h"
+#include "cpu/ops.h"
+#include "model/specs.h"
+
+namespace m3::cpu {
+
+namespace {
+
+// Query rows per block of the score matrix: bounds scratch memory for long prompts.
+constexpr int64_t kQueryBlock = 256;
+
+class AttentionLayer final : public Layer {
+ public:
+  AttentionLayer(const AttnConfig& c, int64_t d_model, ParamMap p) : c_(c), d_model_(d_model), p_(std::move(p)) {
+    const int64_t half = c_.rotary_emb_dim / 2;
+    inv_freq_.resize(size_t(half));
+    for (int64_t j = 0; j < half; ++j)
+      inv_freq_[size_t(j)] = float(1.0 / std::pow(c_.rotary_emb_base, double(2 * j) / double(c_.rotary_emb_dim)));
+  }
+
+  std::string describe() const override {
+    std::string s = "MHA heads " + std::to_string(c_.num_heads) + " kv_heads " + std::to_string(c_.num_heads_kv) +
+                    " head_dim " + std::to_string(c_.head_dim) + (c_.causal ? " causal" : " non-causal");
+    if (c_.rotary_emb_dim)
+      s += " rotary " + std::to_string(c_.rotary_emb_dim) + (c_.rotary_emb_interleaved ? " interleaved" : "");
+    if (c_.d_conv) s += " d_conv " + std::to_string(c_.d_conv);
+    if (c_.mlp_dim) s += " mlp_dim " + std::to_string(c_.mlp_dim);
+    return s;
+  }
+  LayerState new_state() const override { return attention_new_state(c_); }
+
+  void forward(const float* x, float* y, const Packing& pk, LayerState* const* states) override {
+    run(x, y, pk, states);
+  }
+  void step(const float* x, float* y, int64_t n, LayerState* const* states) override {
+    Packing pk;
+    for (int64_t i = 0; i <= n; ++i) pk.cu_seqlens.push_back(i);
+    run(x, y, pk, states);
+  }
+
+ private:
+  int64_t in_dim() const { return c_.qkv_dim() + c_.mlp_dim; }
+  int64_t ctx_dim() const { return c_.num_heads * c_.head_dim + c_.mlp_dim / 2; }
+
+  void run(const float* x, float* y, const Packing& pk, LayerState* const* states) {
+    const int64_t T = pk.n_tokens(), Dq = c_.num_heads * c_.head_dim, Dkv = c_.num_heads_kv * c_.head_dim;
+    qkv_.resize(size_t(T * in_dim()));
+    linear_fwd(qkv_.data(), x, p_.at("in_proj.weight").f32(), c_.qkv_proj_bias ? p_.at("in_proj.bias").f32() : nullptr,
+               T, d_model_, in_dim());
+    ctx_.resize(size_t(T * ctx_dim()));
+    for (int64_t i = 0; i < pk.n_seqs(); ++i) {
+      LayerState& st = *states[i];
+      const int64_t t0 = pk.start(i), L = pk.len(i);
+      if (L == 0) continue;
+      if (c_.d_conv > 0) conv(t0, L, st["conv"]);
+      StateBuffer& kc = st["kv_k"];
+      StateBuffer& vc = st["kv_v"];
+      const int64_t past = kc.shape[0];
+      for (int64_t t = 0; t < L; ++t) {
+        float* row = qkv_.data() + (t0 + t) * in_dim();
+        rotary(row, c_.num_heads, past + t);
+        rotary(row + Dq, c_.num_heads_kv, past + t);
+        kc.data.insert(kc.data.end(), row + Dq, row + Dq + Dkv);
+        vc.data.insert(vc.data.end(), row + Dq + Dkv, row + Dq + 2 * Dkv);
+      }
+      kc.shape[0] = vc.shape[0] = past + L;
+      attend(t0, L, past, kc.data.data(), vc.data.data());
+    }
+    if (c_.mlp_dim > 0)
+      silu_gate_fwd(ctx_.data() + Dq, qkv_.data() + c_.qkv_dim(), qkv_.data() + c_.qkv_dim() + c_.mlp_dim / 2, T,
+                    c_.mlp_dim / 2, in_dim(), in_dim(), ctx_dim());
+    linear_fwd(y, ctx_.data(), p_.at("out_proj.weight").f32(), c_.out_proj_bias ? p_.at("out_proj.bias").f32() : nullptr,
+               T, ctx_dim(), d_model_);
+  }
+
+  // Depthwise causal conv over the qkv channels (kernel index W−1 multiplies the current token),
+  // with the last W inputs kept as state, oldest first.
+  void conv(int64_t t0, int64_t L, StateBuffer& state) {
+    const int64_t C = c_.qkv_dim(), W = c_.d_conv;
+    const float* w = p_.at("conv1d.weight").f32();
+    const float* b = p_.at("conv1d.bias").f32();
+    std::vector<float> hist(size_t(C * (W + L)));  // [C, W + L]: the state then the new inputs
+    for (int64_t ch = 0; ch < C; ++ch) {
+      std::copy_n(state.data.data() + ch * W, W, hist.data() + ch * (W + L));
+      for (int64_t t = 0; t < L; ++t) hist[size_t(ch * (W + L) + W + t)] = qkv_[size_t((t0 + t) * in_dim() + ch)];
+    }
+#pragma omp parallel for if (C * L > 65536)
+    for (int64_t ch = 0; ch < C; ++ch) {
+      const float* h = hist.data() + ch * (W + L);
+      for (int64_t t = 0; t < L; ++t) {
+        float acc = b[ch];
+        for (int64_t k = 0; k < W; ++k) acc += w[ch * W + k] * h[t + 1 + k];
+        qkv_[size_t((t0 + t) * in_dim() + ch)] = acc;
+      }
+      std::copy_n(h + L, W, state.data.data() + ch * W);
+    }
+  }
+
+  // Rotary embedding at position pos on the first rotary_emb_dim dims of each of n heads.
+  void rotary(float* v, int64_t n, int64_t pos) const {
+    const int64_t half = c_.rotary_emb_dim / 2;
+    for (int64_t j = 0; j < half; ++j) {
+      const float ang = float(pos) * inv_freq_[size_t(j)];
+      const float cs = std::cos(ang), sn = std::sin(ang);
+      for (int64_t h = 0; h < n; ++h) {
+        float* hv = v + h * c_.head_dim;
+        const int64_t i0 = c_.rotary_emb_interleaved ? 2 * j : j;
+        const int64_t i1 = c_.rotary_emb_interleaved ? 2 * j + 1 : j + half;
+        const float a = hv[i0], b = hv[i1];
+        hv[i0] = a * cs - b * sn;
+        hv[i1] = a * sn + b * cs;
+      }
+    }
+  }
+
+  // ctx rows [t0, t0+L) from queries at absolute positions past..past+L−1 over keys 0..past+L−1.
+  void attend(int64_t t0, int64_t L, int64_t past, const float* K, const float* V) {
+    const int64_t Dh = c_.head_dim, Dkv = c_.num_heads_kv * Dh, Lk = past + L;
+    const float scale = c_.softmax_scale > 0 ? float(c_.softmax_scale) : 1.0f / std::sqrt(float(Dh));
+    const int64_t nblk = (L + kQueryBlock - 1) / kQueryBlock;
+#pragma omp parallel
+    {
+      std::vector<float> s(size_t(std::min(L, kQueryBlock) * Lk));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t w = 0; w < c_.num_heads * nblk; ++w) {
+        const int64_t h = w / nblk, q0 = (w % nblk) * kQueryBlock, nq = std::min(kQueryBlock, L - q0);
+        const int64_t kvh = h / (c_.num_heads / c_.num_heads_kv);
+        const float* Q = qkv_.data() + (t0 + q0) * in_dim() + h * Dh;
+        const int64_t nk = c_.causal ? past + q0 + nq : Lk;  // keys any query of this block may see
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(nq), int(nk), int(Dh), scale, Q, int(in_dim()),
+                    K + kvh * Dh, int(Dkv), 0.0f, s.data(), int(nk));
+        for (int64_t i = 0; i < nq; ++i) {
+          float* row = s.data() + i * nk;
+          const int64_t visible = c_.causal ? past + q0 + i + 1 : Lk;
+          float mx = -std::numeric_limits<float>::infinity();
+          for (int64_t j = 0; j < visible; ++j) mx = std::max(mx, row[j]);
+          float sum = 0;
+          for (int64_t j = 0; j < visible; ++j) sum += (row[j] = std::exp(row[j] - mx));
+          for (int64_t j = 0; j < visible; ++j) row[j] /= sum;
+          std::fill(row + visible, row + nk, 0.0f);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nq), int(Dh), int(nk), 1.0f, s.data(), int(nk),
+                    V + kvh * Dh, int(Dkv), 0.0f, ctx_.data() + (t0 + q0) * ctx_dim() + h * Dh, int(ctx_dim()));
+      }
+    }
+  }
+
+  AttnConfig c_;
+  int64_t d_model_;
+  ParamMap p_;
+  std::vector<float> inv_freq_, qkv_, ctx_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_attention(const AttnConfig& c, int64_t d_model, ParamMap p) {
+  return std::make_unique<AttentionLayer>(c, d_model, std::move(p));
+}
+
+}  // namespace m3::cpu

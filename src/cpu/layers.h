@@ -1,0 +1,14 @@
+// The CPU backend's Layer implementations, built from validated float32 parameters.
+#pragma once
+#include <memory>
+
+#include "m3/config.h"
+#include "model/layer.h"
+
+namespace m3::cpu {
+
+std::unique_ptr<Layer> make_mamba3(const Mamba3Config& c, int64_t d_model, ParamMap p);
+std::unique_ptr<Layer> make_attention(const AttnConfig& c, int64_t d_model, ParamMap p);
+std::unique_ptr<Layer> make_gated_mlp(int64_t d_model, int64_t hidden, ParamMap p);
+
+}  // namespace m3::cpu

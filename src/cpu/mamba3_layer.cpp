@@ -1,0 +1,166 @@
+// Mamba-3 mixer on the CPU (spec/mamba3.md): in_proj, per-token preprocessing (§3), the scan
+// (cpu/mamba3_scan), output gating or gated norm and MIMO down-projection (§4), out_proj.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cpu/layers.h"
+#include "cpu/mamba3_scan.h"
+#include "cpu/ops.h"
+#include "model/specs.h"
+
+namespace m3::cpu {
+
+namespace {
+
+class Mamba3Layer final : public Layer {
+ public:
+  Mamba3Layer(const Mamba3Config& c, int64_t d_model, ParamMap p) : c_(c), d_model_(d_model), p_(std::move(p)) {}
+
+  std::string describe() const override {
+    std::string s = "Mamba3 " + std::string(c_.is_mimo ? "MIMO rank " + std::to_string(c_.mimo_rank) : "SISO") +
+                    " heads " + std::to_string(c_.nheads) + "x" + std::to_string(c_.headdim) + " d_state " +
+                    std::to_string(c_.d_state) + " groups " + std::to_string(c_.ngroups) + " rope_fraction " +
+                    (c_.rope_fraction == 1.0 ? "1.0" : "0.5") + " (" + std::to_string(c_.n_angles) + " angles)";
+    if (c_.is_outproj_norm) s += " outproj_norm";
+    return s;
+  }
+  LayerState new_state() const override { return mamba3_new_state(c_); }
+
+  void forward(const float* x, float* y, const Packing& pk, LayerState* const* states) override {
+    const int64_t T = pk.n_tokens();
+    prepare(x, T);
+    auto st = scan_states(states, pk.n_seqs());
+    mamba3_scan_chunked(dims(), inputs(), pk.cu_seqlens.data(), pk.n_seqs(), st.data(), ys_.data(),
+                        c_.rank() * c_.d_inner, c_.chunk_size);
+    finish(y, T);
+  }
+
+  void step(const float* x, float* y, int64_t n, LayerState* const* states) override {
+    prepare(x, n);
+    auto st = scan_states(states, n);
+    mamba3_scan_step(dims(), inputs(), n, st.data(), ys_.data(), c_.rank() * c_.d_inner);
+    finish(y, n);
+  }
+
+ private:
+  Mamba3ScanDims dims() const {
+    return {c_.nheads, c_.ngroups, c_.headdim, c_.d_state, c_.n_angles, c_.rank(), c_.is_mimo};
+  }
+  int64_t off_x() const { return c_.d_inner; }
+  int64_t off_B() const { return 2 * c_.d_inner; }
+  int64_t bc_dim() const { return c_.d_state * c_.ngroups * c_.rank(); }
+  int64_t off_C() const { return off_B() + bc_dim(); }
+  int64_t off_dt() const { return off_C() + bc_dim(); }
+  int64_t off_A() const { return off_dt() + c_.nheads; }
+  int64_t off_trap() const { return off_A() + c_.nheads; }
+  int64_t off_angle() const { return off_trap() + c_.nheads; }
+
+  // in_proj, RMSNorm of B and C per (rank, group), dt = softplus(dd_dt + dt_bias) and
+  // ADT = A·dt with A = min(−f(dd_A), −A_floor), f the heavy-tail activation (spec §3).
+  void prepare(const float* x, int64_t T) {
+    const int64_t D_in = c_.in_proj_dim(), H = c_.nheads, N = c_.d_state;
+    zx_.resize(size_t(T * D_in));
+    linear_fwd(zx_.data(), x, p_.at("in_proj.weight").f32(), nullptr, T, d_model_, D_in);
+    kn_.resize(size_t(T * bc_dim()));
+    qn_.resize(size_t(T * bc_dim()));
+    dt_.resize(size_t(T * H));
+    adt_.resize(size_t(T * H));
+    ys_.resize(size_t(T * c_.rank() * c_.d_inner));
+    const float* bw = p_.at("B_norm.weight").f32();
+    const float* cw = p_.at("C_norm.weight").f32();
+    const float* dtb = p_.at("dt_bias").f32();
+    const int64_t nbc = bc_dim() / N;
+#pragma omp parallel for if (T > 16)
+    for (int64_t t = 0; t < T; ++t) {
+      const float* row = zx_.data() + t * D_in;
+      rmsnorm_fwd(kn_.data() + t * bc_dim(), row + off_B(), bw, nbc, N, 1e-5f);
+      rmsnorm_fwd(qn_.data() + t * bc_dim(), row + off_C(), cw, nbc, N, 1e-5f);
+      for (int64_t h = 0; h < H; ++h) {
+        const float dt = softplus(row[off_dt() + h] + dtb[h]);
+        const float a = row[off_A() + h];
+        const float A = std::min(-(a >= 0 ? 1.0f + a : 1.0f / (1.0f - a)), -float(c_.A_floor));
+        dt_[t * H + h] = dt;
+        adt_[t * H + h] = A * dt;
+      }
+    }
+  }
+
+  Mamba3ScanInputs inputs() const {
+    const int64_t D_in = c_.in_proj_dim(), H = c_.nheads;
+    Mamba3ScanInputs in{};
+    in.q = qn_.data();
+    in.k = kn_.data();
+    in.qk_ld = bc_dim();
+    in.q_bias = p_.at("C_bias").f32();
+    in.k_bias = p_.at("B_bias").f32();
+    in.x = zx_.data() + off_x();
+    in.x_ld = D_in;
+    in.mimo_x = c_.is_mimo ? p_.at("mimo_x").f32() : nullptr;
+    in.adt = {adt_.data(), H, 1};
+    in.dt = {dt_.data(), H, 1};
+    in.trap = {zx_.data() + off_trap(), D_in, 1};
+    in.angle = zx_.data() + off_angle();
+    in.angle_ld = D_in;
+    in.angle_hs = 0;  // one set of angle rates per token, shared by all heads
+    in.D = p_.at("D").f32();
+    return in;
+  }
+
+  static std::vector<Mamba3ScanState> scan_states(LayerState* const* states, int64_t n) {
+    std::vector<Mamba3ScanState> st;
+    st.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) {
+      LayerState& s = *states[i];
+      st[size_t(i)] = {s["angle"].data.data(), s["ssm"].data.data(), s["k"].data.data(), s["v"].data.data()};
+    }
+    return st;
+  }
+
+  // o = y ⊙ silu(z) or RMSNorm_P(y)·w ⊙ silu(z); MIMO: per rank with z ⊙ mimo_z[r], summed with
+  // weights mimo_o[r] (spec §4); then out_proj.
+  void finish(float* y, int64_t T) {
+    const int64_t D_in = c_.in_proj_dim(), H = c_.nheads, P = c_.headdim, R = c_.rank(), DI = c_.d_inner;
+    o_.resize(size_t(T * DI));
+    const float* nw = c_.is_outproj_norm ? p_.at("norm.weight").f32() : nullptr;
+    const float* mz = c_.is_mimo ? p_.at("mimo_z").f32() : nullptr;
+    const float* mo = c_.is_mimo ? p_.at("mimo_o").f32() : nullptr;
+#pragma omp parallel for if (T > 16)
+    for (int64_t t = 0; t < T; ++t) {
+      const float* z = zx_.data() + t * D_in;
+      float* o = o_.data() + t * DI;
+      std::fill(o, o + DI, 0.0f);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t h = 0; h < H; ++h) {
+          const float* yr = ys_.data() + t * R * DI + (r * H + h) * P;
+          float scale = 1.0f;
+          if (nw) {
+            float ss = 0;
+            for (int64_t p = 0; p < P; ++p) ss += yr[p] * yr[p];
+            scale = 1.0f / std::sqrt(ss / float(P) + 1e-5f);
+          }
+          for (int64_t p = 0; p < P; ++p) {
+            const int64_t i = h * P + p, m = (h * R + r) * P + p;
+            const float zz = mz ? z[i] * mz[m] : z[i];
+            const float n = nw ? yr[p] * scale * nw[i] : yr[p];
+            o[i] += (mo ? mo[m] : 1.0f) * n * silu(zz);
+          }
+        }
+    }
+    linear_fwd(y, o_.data(), p_.at("out_proj.weight").f32(), nullptr, T, DI, d_model_);
+  }
+
+  Mamba3Config c_;
+  int64_t d_model_;
+  ParamMap p_;
+  std::vector<float> zx_, kn_, qn_, dt_, adt_, ys_, o_;  // scratch, reused across calls
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_mamba3(const Mamba3Config& c, int64_t d_model, ParamMap p) {
+  return std::make_unique<Mamba3Layer>(c, d_model, std::move(p));
+}
+
+}  // namespace m3::cpu

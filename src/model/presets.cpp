@@ -1,0 +1,54 @@
+#include "m3/presets.h"
+
+#include <nlohmann/json.hpp>
+
+#include "m3/error.h"
+
+namespace m3 {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Each preset is a reference-format config.json, parsed like any checkpoint's.
+const std::vector<std::pair<std::string, json>>& presets() {
+  static const std::vector<std::pair<std::string, json>> p = [] {
+    // The shape of the public mamba2-130m with Mamba-3 SISO mixers.
+    json m3_130m = {{"d_model", 768}, {"n_layer", 24}, {"vocab_size", 50288}, {"d_intermediate", 0},
+                    {"ssm_cfg", {{"layer", "Mamba3"}, {"d_state", 128}, {"headdim", 64}, {"expand", 2},
+                                 {"chunk_size", 64}}},
+                    {"tie_embeddings", true}, {"pad_vocab_size_multiple", 8}};
+    json hybrid = m3_130m;
+    hybrid["attn_layer_idx"] = {5, 17};
+    hybrid["attn_cfg"] = {{"num_heads", 12}, {"head_dim", 64}, {"causal", true}, {"rotary_emb_dim", 32},
+                          {"qkv_proj_bias", false}, {"out_proj_bias", false}};
+    // A few-layer byte-level hybrid (vocabulary = the 256 byte values) that runs in milliseconds.
+    json tiny = {{"d_model", 128}, {"n_layer", 4}, {"vocab_size", 256}, {"d_intermediate", 256},
+                 {"ssm_cfg", {{"layer", "Mamba3"}, {"d_state", 32}, {"headdim", 32}, {"expand", 2}, {"chunk_size", 32}}},
+                 {"attn_layer_idx", {2}},
+                 {"attn_cfg", {{"num_heads", 4}, {"num_heads_kv", 2}, {"causal", true}, {"rotary_emb_dim", 16},
+                               {"qkv_proj_bias", false}, {"out_proj_bias", false}}},
+                 {"tie_embeddings", true}};
+    return std::vector<std::pair<std::string, json>>{
+        {"mamba3-130m", m3_130m}, {"mamba3-130m-hybrid", hybrid}, {"mamba3-tiny", tiny}};
+  }();
+  return p;
+}
+
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> r;
+  for (const auto& [n, j] : presets()) r.push_back(n);
+  return r;
+}
+
+ModelConfig preset_config(const std::string& name) {
+  for (const auto& [n, j] : presets())
+    if (n == name) return parse_model_config(j, "preset " + n);
+  std::string known;
+  for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+  throw Error("unknown preset '" + name + "' (known: " + known + ")");
+}
+
+}  // namespace m3

@@ -1,0 +1,33 @@
+// m3 info DIR: layers, parameter count, decode-state bytes per sequence.
+#include <cstdio>
+
+#include "m3/model.h"
+#include "tools/commands.h"
+
+namespace m3::cli {
+
+void add_info_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Describe a checkpoint: layers, parameters, decode state per sequence");
+  auto dir = std::make_shared<std::string>();
+  cmd->add_option("DIR", *dir, "checkpoint directory (config.json + model.safetensors)")->required();
+  cmd->callback([dir] {
+    Model m = Model::load(*dir);
+    const ModelConfig& c = m.config();
+    std::printf("model: %s\n", dir->c_str());
+    std::printf("d_model %lld, %lld layers, vocab %lld (padded %lld), %s embeddings, %s\n", (long long)c.d_model,
+                (long long)c.n_layer, (long long)c.vocab_size, (long long)c.vocab_padded(),
+                c.tie_embeddings ? "tied" : "untied", c.rms_norm ? "RMSNorm" : "LayerNorm");
+    auto layers = m.describe_layers();
+    for (size_t i = 0; i < layers.size(); ++i) std::printf("  layer %2zu: %s\n", i, layers[i].c_str());
+    std::printf("parameters: %lld (%.1f M)\n", (long long)m.n_params(), double(m.n_params()) / 1e6);
+    SequenceState s = m.new_state();
+    int64_t kv_per_token = 0;
+    for (int64_t i = 0; i < c.n_layer; ++i)
+      if (c.layer_kind(i) == MixerKind::Attention) kv_per_token += 2 * c.attn.num_heads_kv * c.attn.head_dim * 4;
+    std::printf("decode state per sequence: %zu bytes fixed", s.bytes());
+    if (kv_per_token) std::printf(" + %lld bytes per token of context (KV cache)", (long long)kv_per_token);
+    std::printf("\n");
+  });
+}
+
+}  // namespace m3::cli

@@ -1,0 +1,15 @@
+// The m3 CLI's subcommands: each add_*_command registers one subcommand (its options and the
+// callback that runs it) on the top-level app. One file per subcommand, src/tools/cmd_*.cpp.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace m3::cli {
+
+void add_info_command(CLI::App& app);
+void add_logits_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+void add_init_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_tokenize_commands(CLI::App& app);  // tokenize, detokenize, tokenizer train
+
+}  // namespace m3::cli

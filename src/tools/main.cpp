@@ -1,0 +1,29 @@
+// m3: the command-line tool. Parses arguments, runs one subcommand, prints library errors.
+#include <cstdio>
+#include <exception>
+
+#include "m3/error.h"
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"m3 — train and run Mamba-3 / Mamba-2 / Mamba-1 hybrid language models"};
+  app.require_subcommand(1);
+  m3::cli::add_info_command(app);
+  m3::cli::add_logits_command(app);
+  m3::cli::add_generate_command(app);
+  m3::cli::add_init_command(app);
+  m3::cli::add_bench_command(app);
+  //TMP m3::cli::add_tokenize_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const m3::Error& e) {
+    std::fprintf(stderr, "m3: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "m3: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
