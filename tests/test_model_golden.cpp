@@ -63,6 +63,23 @@ TEST(ModelGolden, Mamba3SisoHybridLogits) {
   EXPECT_LT(rel_err(packed_logits(g), g.ref), 1e-4);
 }
 
+TEST(ModelGolden, Mamba3MimoHybridLogits) {
+  GoldenRun g = load("mamba3_mimo_hybrid");
+  EXPECT_LT(rel_err(packed_logits(g), g.ref), 1e-4);
+}
+
+TEST(ModelGolden, Mamba3MimoHybridPrefillThenStep) {
+  GoldenRun g = load("mamba3_mimo_hybrid");
+  std::vector<float> full = packed_logits(g);
+  for (int64_t k : {1, 7, 8, 9, 36}) {
+    for (int64_t b = 0; b < g.B; ++b) {
+      std::vector<float> ps = prefill_then_step(g, b, k);
+      std::vector<float> ref(full.begin() + b * g.L * g.V, full.begin() + (b + 1) * g.L * g.V);
+      EXPECT_LT(rel_err(ps, ref), 1e-4) << "k = " << k << ", sequence " << b;
+    }
+  }
+}
+
 TEST(ModelGolden, Mamba3SisoHybridPrefillThenStep) {
   GoldenRun g = load("mamba3_siso_hybrid");
   std::vector<float> full = packed_logits(g);

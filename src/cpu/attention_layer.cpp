@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "cpu/conv1d.h"
 #include "cpu/layers.h"
 #include "cpu/ops.h"
 #include "model/specs.h"
@@ -62,7 +63,11 @@ class AttentionLayer final : public Layer {
       LayerState& st = *states[i];
       const int64_t t0 = pk.start(i), L = pk.len(i);
       if (L == 0) continue;
-      if (c_.d_conv > 0) conv(t0, L, st["conv"]);
+      if (c_.d_conv > 0) {
+        float* q = qkv_.data() + t0 * in_dim();
+        causal_conv1d_fwd(q, in_dim(), q, in_dim(), L, c_.qkv_dim(), p_.at("conv1d.weight").f32(),
+                          p_.at("conv1d.bias").f32(), c_.d_conv, st["conv"].data.data(), false);
+      }
       StateBuffer& kc = st["kv_k"];
       StateBuffer& vc = st["kv_v"];
       const int64_t past = kc.shape[0];
@@ -81,29 +86,6 @@ class AttentionLayer final : public Layer {
                     c_.mlp_dim / 2, in_dim(), in_dim(), ctx_dim());
     linear_fwd(y, ctx_.data(), p_.at("out_proj.weight").f32(), c_.out_proj_bias ? p_.at("out_proj.bias").f32() : nullptr,
                T, ctx_dim(), d_model_);
-  }
-
-  // Depthwise causal conv over the qkv channels (kernel index W−1 multiplies the current token),
-  // with the last W inputs kept as state, oldest first.
-  void conv(int64_t t0, int64_t L, StateBuffer& state) {
-    const int64_t C = c_.qkv_dim(), W = c_.d_conv;
-    const float* w = p_.at("conv1d.weight").f32();
-    const float* b = p_.at("conv1d.bias").f32();
-    std::vector<float> hist(size_t(C * (W + L)));  // [C, W + L]: the state then the new inputs
-    for (int64_t ch = 0; ch < C; ++ch) {
-      std::copy_n(state.data.data() + ch * W, W, hist.data() + ch * (W + L));
-      for (int64_t t = 0; t < L; ++t) hist[size_t(ch * (W + L) + W + t)] = qkv_[size_t((t0 + t) * in_dim() + ch)];
-    }
-#pragma omp parallel for if (C * L > 65536)
-    for (int64_t ch = 0; ch < C; ++ch) {
-      const float* h = hist.data() + ch * (W + L);
-      for (int64_t t = 0; t < L; ++t) {
-        float acc = b[ch];
-        for (int64_t k = 0; k < W; ++k) acc += w[ch * W + k] * h[t + 1 + k];
-        qkv_[size_t((t0 + t) * in_dim() + ch)] = acc;
-      }
-      std::copy_n(h + L, W, state.data.data() + ch * W);
-    }
   }
 
   // Rotary embedding at position pos on the first rotary_emb_dim dims of each of n heads.
