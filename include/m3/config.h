@@ -32,6 +32,10 @@ struct Mamba2Config {
   double dt_limit_min = 0, dt_limit_max = 1.0 / 0.0;
   bool bias = false, conv_bias = true;
   int64_t chunk_size = 256;
+  // Hugging Face's Mamba2 (spec/mamba2.md §5): the gated norm over all of d_ssm instead of per
+  // group, with the checkpoint's epsilon. The reference format cannot express either.
+  bool norm_per_group = true;
+  double norm_eps = 1e-5;
   // Derived.
   int64_t d_inner = 0, nheads = 0;
   int64_t d_mlp() const { return d_inner - d_ssm; }

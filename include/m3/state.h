@@ -30,8 +30,9 @@ struct SequenceState {
 
 // Buffers as tensors named "layers.{i}.{buffer}" (+ "n_tokens"), for safetensors.
 std::vector<std::pair<std::string, Tensor>> state_to_tensors(const SequenceState& s);
-// Fills `s` (which must come from the same model's new_state()) from such tensors; checks names
-// and shapes (the KV cache may have any length).
+// Fills `s` (which must come from the same model's new_state()) from such tensors; checks names,
+// dtypes and shapes (the KV cache may have any length, the same for a layer's k and v) before
+// changing anything, so an m3::Error leaves `s` as it was.
 void state_from_tensors(SequenceState& s, const std::vector<std::pair<std::string, Tensor>>& t, const std::string& source);
 
 }  // namespace m3

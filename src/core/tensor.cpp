@@ -123,18 +123,33 @@ uint16_t f32_to_f16(float f) {
   return uint16_t(sign | (r >> 13));
 }
 
+namespace {
+
+// Element i of an array of T that may not be aligned for T (a mapped file aligns tensors only
+// when its header length is a multiple of 8).
+template <class T>
+T load_unaligned(const void* data, int64_t i) {
+  T v;
+  std::memcpy(&v, static_cast<const char*>(data) + size_t(i) * sizeof(T), sizeof(T));
+  return v;
+}
+
+}  // namespace
+
 Tensor Tensor::convert(DType t) const {
+  check(t == DType::F32 || t == DType::F64 || t == DType::F16 || t == DType::BF16,
+        std::string("cannot convert to ") + dtype_name(t) + ": conversions produce float tensors");
   Tensor r = zeros(t, shape);
   int64_t n = numel();
   auto load = [&](int64_t i) -> double {
     switch (dtype) {
-      case DType::F32: return static_cast<const float*>(data)[i];
-      case DType::F64: return static_cast<const double*>(data)[i];
-      case DType::F16: { uint16_t v; std::memcpy(&v, static_cast<const char*>(data) + 2 * i, 2); return f16_to_f32(v); }
-      case DType::BF16: { uint16_t v; std::memcpy(&v, static_cast<const char*>(data) + 2 * i, 2); return bf16_to_f32(v); }
-      case DType::I64: { int64_t v; std::memcpy(&v, static_cast<const char*>(data) + 8 * i, 8); return double(v); }
-      case DType::I32: { int32_t v; std::memcpy(&v, static_cast<const char*>(data) + 4 * i, 4); return double(v); }
-      case DType::U8: return static_cast<const uint8_t*>(data)[i];
+      case DType::F32: return load_unaligned<float>(data, i);
+      case DType::F64: return load_unaligned<double>(data, i);
+      case DType::F16: return f16_to_f32(load_unaligned<uint16_t>(data, i));
+      case DType::BF16: return bf16_to_f32(load_unaligned<uint16_t>(data, i));
+      case DType::I64: return double(load_unaligned<int64_t>(data, i));
+      case DType::I32: return load_unaligned<int32_t>(data, i);
+      case DType::U8: return load_unaligned<uint8_t>(data, i);
     }
     return 0;
   };
@@ -145,9 +160,7 @@ Tensor Tensor::convert(DType t) const {
       case DType::F64: r.ptr<double>()[i] = v; break;
       case DType::F16: r.ptr<uint16_t>()[i] = f32_to_f16(float(v)); break;
       case DType::BF16: r.ptr<uint16_t>()[i] = f32_to_bf16(float(v)); break;
-      case DType::I64: r.ptr<int64_t>()[i] = int64_t(v); break;
-      case DType::I32: r.ptr<int32_t>()[i] = int32_t(v); break;
-      case DType::U8: r.ptr<uint8_t>()[i] = uint8_t(v); break;
+      default: break;  // excluded above
     }
   }
   return r;

@@ -11,6 +11,7 @@
 #include "cpu/conv1d.h"
 #include "cpu/layers.h"
 #include "cpu/ops.h"
+#include "cpu/vec_math.h"
 #include "model/specs.h"
 
 namespace m3::cpu {
@@ -23,6 +24,9 @@ constexpr int64_t kQueryBlock = 256;
 class AttentionLayer final : public Layer {
  public:
   AttentionLayer(const AttnConfig& c, int64_t d_model, ParamMap p) : c_(c), d_model_(d_model), p_(std::move(p)) {
+    auto get = [&](const char* name, bool present) { return present ? p_.at(name).f32() : nullptr; };
+    w_ = {get("in_proj.weight", true), get("in_proj.bias", c_.qkv_proj_bias), get("out_proj.weight", true),
+          get("out_proj.bias", c_.out_proj_bias), get("conv1d.weight", c_.d_conv > 0), get("conv1d.bias", c_.d_conv > 0)};
     const int64_t half = c_.rotary_emb_dim / 2;
     inv_freq_.resize(size_t(half));
     for (int64_t j = 0; j < half; ++j)
@@ -44,9 +48,9 @@ class AttentionLayer final : public Layer {
     run(x, y, pk, states);
   }
   void step(const float* x, float* y, int64_t n, LayerState* const* states) override {
-    Packing pk;
-    for (int64_t i = 0; i <= n; ++i) pk.cu_seqlens.push_back(i);
-    run(x, y, pk, states);
+    step_pk_.cu_seqlens.resize(size_t(n + 1));
+    for (int64_t i = 0; i <= n; ++i) step_pk_.cu_seqlens[size_t(i)] = i;
+    run(x, y, step_pk_, states);
   }
 
  private:
@@ -56,8 +60,7 @@ class AttentionLayer final : public Layer {
   void run(const float* x, float* y, const Packing& pk, LayerState* const* states) {
     const int64_t T = pk.n_tokens(), Dq = c_.num_heads * c_.head_dim, Dkv = c_.num_heads_kv * c_.head_dim;
     qkv_.resize(size_t(T * in_dim()));
-    linear_fwd(qkv_.data(), x, p_.at("in_proj.weight").f32(), c_.qkv_proj_bias ? p_.at("in_proj.bias").f32() : nullptr,
-               T, d_model_, in_dim());
+    linear_fwd(qkv_.data(), x, w_.in_proj, w_.in_bias, T, d_model_, in_dim());
     ctx_.resize(size_t(T * ctx_dim()));
     for (int64_t i = 0; i < pk.n_seqs(); ++i) {
       LayerState& st = *states[i];
@@ -65,8 +68,8 @@ class AttentionLayer final : public Layer {
       if (L == 0) continue;
       if (c_.d_conv > 0) {
         float* q = qkv_.data() + t0 * in_dim();
-        causal_conv1d_fwd(q, in_dim(), q, in_dim(), L, c_.qkv_dim(), p_.at("conv1d.weight").f32(),
-                          p_.at("conv1d.bias").f32(), c_.d_conv, st["conv"].data.data(), false);
+        causal_conv1d_fwd(q, in_dim(), q, in_dim(), L, c_.qkv_dim(), w_.conv, w_.conv_bias, c_.d_conv,
+                          st["conv"].data.data(), false);
       }
       StateBuffer& kc = st["kv_k"];
       StateBuffer& vc = st["kv_v"];
@@ -84,8 +87,7 @@ class AttentionLayer final : public Layer {
     if (c_.mlp_dim > 0)
       silu_gate_fwd(ctx_.data() + Dq, qkv_.data() + c_.qkv_dim(), qkv_.data() + c_.qkv_dim() + c_.mlp_dim / 2, T,
                     c_.mlp_dim / 2, in_dim(), in_dim(), ctx_dim());
-    linear_fwd(y, ctx_.data(), p_.at("out_proj.weight").f32(), c_.out_proj_bias ? p_.at("out_proj.bias").f32() : nullptr,
-               T, ctx_dim(), d_model_);
+    linear_fwd(y, ctx_.data(), w_.out_proj, w_.out_bias, T, ctx_dim(), d_model_);
   }
 
   // Rotary embedding at position pos on the first rotary_emb_dim dims of each of n heads.
@@ -125,10 +127,14 @@ class AttentionLayer final : public Layer {
           float* row = s.data() + i * nk;
           const int64_t visible = c_.causal ? past + q0 + i + 1 : Lk;
           float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
           for (int64_t j = 0; j < visible; ++j) mx = std::max(mx, row[j]);
           float sum = 0;
-          for (int64_t j = 0; j < visible; ++j) sum += (row[j] = std::exp(row[j] - mx));
-          for (int64_t j = 0; j < visible; ++j) row[j] /= sum;
+#pragma omp simd reduction(+ : sum)
+          for (int64_t j = 0; j < visible; ++j) sum += (row[j] = exp_approx(row[j] - mx));
+          const float inv = 1.0f / sum;
+#pragma omp simd
+          for (int64_t j = 0; j < visible; ++j) row[j] *= inv;
           std::fill(row + visible, row + nk, 0.0f);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(nq), int(Dh), int(nk), 1.0f, s.data(), int(nk),
@@ -140,6 +146,10 @@ class AttentionLayer final : public Layer {
   AttnConfig c_;
   int64_t d_model_;
   ParamMap p_;
+  struct {
+    const float *in_proj, *in_bias, *out_proj, *out_bias, *conv, *conv_bias;
+  } w_;  // p_'s data (null where the config has no such tensor), looked up once
+  Packing step_pk_;  // one token per sequence
   std::vector<float> inv_freq_, qkv_, ctx_;
 };
 

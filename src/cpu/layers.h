@@ -8,6 +8,8 @@
 namespace m3::cpu {
 
 std::unique_ptr<Layer> make_mamba3(const Mamba3Config& c, int64_t d_model, ParamMap p);
+std::unique_ptr<Layer> make_mamba1(const Mamba1Config& c, int64_t d_model, ParamMap p);
+std::unique_ptr<Layer> make_mamba2(const Mamba2Config& c, int64_t d_model, ParamMap p);
 std::unique_ptr<Layer> make_attention(const AttnConfig& c, int64_t d_model, ParamMap p);
 std::unique_ptr<Layer> make_gated_mlp(int64_t d_model, int64_t hidden, ParamMap p);
 

@@ -16,7 +16,23 @@ namespace {
 
 class Mamba3Layer final : public Layer {
  public:
-  Mamba3Layer(const Mamba3Config& c, int64_t d_model, ParamMap p) : c_(c), d_model_(d_model), p_(std::move(p)) {}
+  Mamba3Layer(const Mamba3Config& c, int64_t d_model, ParamMap p) : c_(c), d_model_(d_model), p_(std::move(p)) {
+    // Absent per-variant factors point at ones, so that one loop serves every variant (× 1 is exact).
+    ones_.assign(size_t(std::max(c_.nheads * c_.rank() * c_.headdim, c_.d_inner)), 1.0f);
+    auto get = [&](const char* name) { return p_.at(name).f32(); };
+    w_.in_proj = get("in_proj.weight");
+    w_.out_proj = get("out_proj.weight");
+    w_.dt_bias = get("dt_bias");
+    w_.B_bias = get("B_bias");
+    w_.C_bias = get("C_bias");
+    w_.B_norm = get("B_norm.weight");
+    w_.C_norm = get("C_norm.weight");
+    w_.D = get("D");
+    w_.mimo_x = c_.is_mimo ? get("mimo_x") : nullptr;
+    w_.mimo_z = c_.is_mimo ? get("mimo_z") : ones_.data();
+    w_.mimo_o = c_.is_mimo ? get("mimo_o") : ones_.data();
+    w_.norm = c_.is_outproj_norm ? get("norm.weight") : ones_.data();
+  }
 
   std::string describe() const override {
     std::string s = "Mamba3 " + std::string(c_.is_mimo ? "MIMO rank " + std::to_string(c_.mimo_rank) : "SISO") +
@@ -31,16 +47,16 @@ class Mamba3Layer final : public Layer {
   void forward(const float* x, float* y, const Packing& pk, LayerState* const* states) override {
     const int64_t T = pk.n_tokens();
     prepare(x, T);
-    auto st = scan_states(states, pk.n_seqs());
-    mamba3_scan_chunked(dims(), inputs(), pk.cu_seqlens.data(), pk.n_seqs(), st.data(), ys_.data(),
+    scan_states(states, pk.n_seqs());
+    mamba3_scan_chunked(dims(), inputs(), pk.cu_seqlens.data(), pk.n_seqs(), st_.data(), ys_.data(),
                         c_.rank() * c_.d_inner, c_.chunk_size);
     finish(y, T);
   }
 
   void step(const float* x, float* y, int64_t n, LayerState* const* states) override {
     prepare(x, n);
-    auto st = scan_states(states, n);
-    mamba3_scan_step(dims(), inputs(), n, st.data(), ys_.data(), c_.rank() * c_.d_inner);
+    scan_states(states, n);
+    mamba3_scan_step(dims(), inputs(), n, st_.data(), ys_.data(), c_.rank() * c_.d_inner);
     finish(y, n);
   }
 
@@ -62,23 +78,20 @@ class Mamba3Layer final : public Layer {
   void prepare(const float* x, int64_t T) {
     const int64_t D_in = c_.in_proj_dim(), H = c_.nheads, N = c_.d_state;
     zx_.resize(size_t(T * D_in));
-    linear_fwd(zx_.data(), x, p_.at("in_proj.weight").f32(), nullptr, T, d_model_, D_in);
+    linear_fwd(zx_.data(), x, w_.in_proj, nullptr, T, d_model_, D_in);
     kn_.resize(size_t(T * bc_dim()));
     qn_.resize(size_t(T * bc_dim()));
     dt_.resize(size_t(T * H));
     adt_.resize(size_t(T * H));
     ys_.resize(size_t(T * c_.rank() * c_.d_inner));
-    const float* bw = p_.at("B_norm.weight").f32();
-    const float* cw = p_.at("C_norm.weight").f32();
-    const float* dtb = p_.at("dt_bias").f32();
     const int64_t nbc = bc_dim() / N;
 #pragma omp parallel for if (T > 16)
     for (int64_t t = 0; t < T; ++t) {
       const float* row = zx_.data() + t * D_in;
-      rmsnorm_fwd(kn_.data() + t * bc_dim(), row + off_B(), bw, nbc, N, 1e-5f);
-      rmsnorm_fwd(qn_.data() + t * bc_dim(), row + off_C(), cw, nbc, N, 1e-5f);
+      rmsnorm_fwd(kn_.data() + t * bc_dim(), row + off_B(), w_.B_norm, nbc, N, 1e-5f);
+      rmsnorm_fwd(qn_.data() + t * bc_dim(), row + off_C(), w_.C_norm, nbc, N, 1e-5f);
       for (int64_t h = 0; h < H; ++h) {
-        const float dt = softplus(row[off_dt() + h] + dtb[h]);
+        const float dt = softplus(row[off_dt() + h] + w_.dt_bias[h]);
         const float a = row[off_A() + h];
         const float A = std::min(-(a >= 0 ? 1.0f + a : 1.0f / (1.0f - a)), -float(c_.A_floor));
         dt_[t * H + h] = dt;
@@ -93,29 +106,27 @@ class Mamba3Layer final : public Layer {
     in.q = qn_.data();
     in.k = kn_.data();
     in.qk_ld = bc_dim();
-    in.q_bias = p_.at("C_bias").f32();
-    in.k_bias = p_.at("B_bias").f32();
+    in.q_bias = w_.C_bias;
+    in.k_bias = w_.B_bias;
     in.x = zx_.data() + off_x();
     in.x_ld = D_in;
-    in.mimo_x = c_.is_mimo ? p_.at("mimo_x").f32() : nullptr;
+    in.mimo_x = w_.mimo_x;
     in.adt = {adt_.data(), H, 1};
     in.dt = {dt_.data(), H, 1};
     in.trap = {zx_.data() + off_trap(), D_in, 1};
     in.angle = zx_.data() + off_angle();
     in.angle_ld = D_in;
     in.angle_hs = 0;  // one set of angle rates per token, shared by all heads
-    in.D = p_.at("D").f32();
+    in.D = w_.D;
     return in;
   }
 
-  static std::vector<Mamba3ScanState> scan_states(LayerState* const* states, int64_t n) {
-    std::vector<Mamba3ScanState> st;
-    st.resize(size_t(n));
+  void scan_states(LayerState* const* states, int64_t n) {
+    st_.resize(size_t(n));
     for (int64_t i = 0; i < n; ++i) {
       LayerState& s = *states[i];
-      st[size_t(i)] = {s["angle"].data.data(), s["ssm"].data.data(), s["k"].data.data(), s["v"].data.data()};
+      st_[size_t(i)] = {s["angle"].data.data(), s["ssm"].data.data(), s["k"].data.data(), s["v"].data.data()};
     }
-    return st;
   }
 
   // o = y ⊙ silu(z) or RMSNorm_P(y)·w ⊙ silu(z); MIMO: per rank with z ⊙ mimo_z[r], summed with
@@ -123,9 +134,7 @@ class Mamba3Layer final : public Layer {
   void finish(float* y, int64_t T) {
     const int64_t D_in = c_.in_proj_dim(), H = c_.nheads, P = c_.headdim, R = c_.rank(), DI = c_.d_inner;
     o_.resize(size_t(T * DI));
-    const float* nw = c_.is_outproj_norm ? p_.at("norm.weight").f32() : nullptr;
-    const float* mz = c_.is_mimo ? p_.at("mimo_z").f32() : nullptr;
-    const float* mo = c_.is_mimo ? p_.at("mimo_o").f32() : nullptr;
+    const float *nw = w_.norm, *mz = w_.mimo_z, *mo = w_.mimo_o;
 #pragma omp parallel for if (T > 16)
     for (int64_t t = 0; t < T; ++t) {
       const float* z = zx_.data() + t * D_in;
@@ -135,26 +144,31 @@ class Mamba3Layer final : public Layer {
         for (int64_t h = 0; h < H; ++h) {
           const float* yr = ys_.data() + t * R * DI + (r * H + h) * P;
           float scale = 1.0f;
-          if (nw) {
+          if (c_.is_outproj_norm) {
             float ss = 0;
+#pragma omp simd reduction(+ : ss)
             for (int64_t p = 0; p < P; ++p) ss += yr[p] * yr[p];
             scale = 1.0f / std::sqrt(ss / float(P) + 1e-5f);
           }
-          for (int64_t p = 0; p < P; ++p) {
-            const int64_t i = h * P + p, m = (h * R + r) * P + p;
-            const float zz = mz ? z[i] * mz[m] : z[i];
-            const float n = nw ? yr[p] * scale * nw[i] : yr[p];
-            o[i] += (mo ? mo[m] : 1.0f) * n * silu(zz);
-          }
+          const int64_t i0 = h * P, m0 = (h * R + r) * P;
+#pragma omp simd
+          for (int64_t p = 0; p < P; ++p)
+            o[i0 + p] += mo[m0 + p] * (yr[p] * scale * nw[i0 + p]) * silu(z[i0 + p] * mz[m0 + p]);
         }
     }
-    linear_fwd(y, o_.data(), p_.at("out_proj.weight").f32(), nullptr, T, DI, d_model_);
+    linear_fwd(y, o_.data(), w_.out_proj, nullptr, T, DI, d_model_);
   }
 
   Mamba3Config c_;
   int64_t d_model_;
   ParamMap p_;
+  std::vector<float> ones_;
+  struct {
+    const float *in_proj, *out_proj, *dt_bias, *B_bias, *C_bias, *B_norm, *C_norm, *D;
+    const float *mimo_x, *mimo_z, *mimo_o, *norm;
+  } w_;  // p_'s data, looked up once
   std::vector<float> zx_, kn_, qn_, dt_, adt_, ys_, o_;  // scratch, reused across calls
+  std::vector<Mamba3ScanState> st_;
 };
 
 }  // namespace

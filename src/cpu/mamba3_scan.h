@@ -49,8 +49,10 @@ struct Mamba3ScanState {
   float* v;      // [H, P] values (x) of the last token
 };
 
-// Chunked parallel form. cu_seqlens [n_seqs + 1]; states[i] is read and updated. Output y
-// (before gating): token t, rank r, head h at y[t*y_ld + (r*H + h)*P]; D·v included.
+// Parallel form (prefill). cu_seqlens [n_seqs + 1]; states[i] is read and updated. Output y
+// (before gating): token t, rank r, head h at y[t*y_ld + (r*H + h)*P]; D·v included. The CPU runs
+// §6 with chunk length 1 (see mamba3_scan.cpp); `chunk` tokens are prepared (rotated, scaled) per
+// block, which bounds the scratch memory and does not change the result. Ranks up to 16.
 void mamba3_scan_chunked(const Mamba3ScanDims& d, const Mamba3ScanInputs& in, const int64_t* cu_seqlens,
                          int64_t n_seqs, const Mamba3ScanState* states, float* y, int64_t y_ld, int64_t chunk);
 

@@ -10,7 +10,8 @@ namespace {
 
 class GatedMlpLayer final : public Layer {
  public:
-  GatedMlpLayer(int64_t d_model, int64_t hidden, ParamMap p) : d_(d_model), h_(hidden), p_(std::move(p)) {}
+  GatedMlpLayer(int64_t d_model, int64_t hidden, ParamMap p)
+      : d_(d_model), h_(hidden), p_(std::move(p)), fc1_(p_.at("fc1.weight").f32()), fc2_(p_.at("fc2.weight").f32()) {}
   std::string describe() const override { return "GatedMLP hidden " + std::to_string(h_); }
   void forward(const float* x, float* y, const Packing& pk, LayerState* const*) override { run(x, y, pk.n_tokens()); }
   void step(const float* x, float* y, int64_t n, LayerState* const*) override { run(x, y, n); }
@@ -18,12 +19,13 @@ class GatedMlpLayer final : public Layer {
  private:
   void run(const float* x, float* y, int64_t T) {
     a_.resize(size_t(T * 2 * h_));
-    linear_fwd(a_.data(), x, p_.at("fc1.weight").f32(), nullptr, T, d_, 2 * h_);
+    linear_fwd(a_.data(), x, fc1_, nullptr, T, d_, 2 * h_);
     silu_gate_fwd(a_.data(), a_.data(), a_.data() + h_, T, h_, 2 * h_, 2 * h_, 2 * h_);
-    linear_fwd(y, a_.data(), p_.at("fc2.weight").f32(), nullptr, T, h_, d_, 2 * h_, d_);
+    linear_fwd(y, a_.data(), fc2_, nullptr, T, h_, d_, 2 * h_, d_);
   }
   int64_t d_, h_;
   ParamMap p_;
+  const float *fc1_, *fc2_;  // p_'s weights
   std::vector<float> a_;
 };
 

@@ -4,73 +4,114 @@
 
 namespace m3::cpu {
 
+namespace {
+
+// Below this many multiply-adds a kernel runs on the calling thread: waking the team costs more.
+constexpr int64_t kParallelWork = 65536;
+
+// y[T, out] for T ≤ kSmallRows: each thread takes a contiguous range of W's rows and reads each
+// row once, as one sequential stream into kLanes independent partial sums (one stream per thread
+// reads faster here than several rows interleaved), against every row of x, which stays in L1.
+void linear_small(float* y, const float* x, const float* W, int64_t T, int64_t in, int64_t out, int64_t ldx,
+                  int64_t ldy) {
+  constexpr int64_t kLanes = 32;
+  const int64_t blocked = in / kLanes * kLanes;
+#pragma omp parallel for schedule(static) if (T * in * out > kParallelWork)
+  for (int64_t o = 0; o < out; ++o) {
+    const float* w = W + o * in;
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xt = x + t * ldx;
+      float acc[kLanes] = {};
+      for (int64_t i = 0; i < blocked; i += kLanes)
+#pragma omp simd
+        for (int64_t j = 0; j < kLanes; ++j) acc[j] += w[i + j] * xt[i + j];
+      float s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t j = 0; j < kLanes; ++j) s += acc[j];
+      for (int64_t i = blocked; i < in; ++i) s += w[i] * xt[i];
+      y[t * ldy + o] = s;
+    }
+  }
+}
+
+}  // namespace
+
 void linear_fwd(float* y, const float* x, const float* W, const float* bias, int64_t T, int64_t in, int64_t out,
                 int64_t ldx, int64_t ldy) {
   if (ldx < 0) ldx = in;
   if (ldy < 0) ldy = out;
   if (T == 0 || out == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(out), int(in), 1.0f, x, int(ldx), W, int(in),
-              0.0f, y, int(ldy));
+  if (T <= kSmallRows)
+    linear_small(y, x, W, T, in, out, ldx, ldy);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(T), int(out), int(in), 1.0f, x, int(ldx), W, int(in),
+                0.0f, y, int(ldy));
   if (bias) {
-#pragma omp parallel for if (T * out > 65536)
+#pragma omp parallel for if (T * out > kParallelWork)
     for (int64_t t = 0; t < T; ++t)
+#pragma omp simd
       for (int64_t o = 0; o < out; ++o) y[t * ldy + o] += bias[o];
   }
 }
 
 void rmsnorm_fwd(float* y, const float* x, const float* w, int64_t T, int64_t D, float eps) {
-#pragma omp parallel for if (T * D > 65536)
+#pragma omp parallel for if (T * D > kParallelWork)
   for (int64_t t = 0; t < T; ++t) {
     const float* xr = x + t * D;
     float* yr = y + t * D;
     float ss = 0;
+#pragma omp simd reduction(+ : ss)
     for (int64_t i = 0; i < D; ++i) ss += xr[i] * xr[i];
-    float r = 1.0f / std::sqrt(ss / float(D) + eps);
+    const float r = 1.0f / std::sqrt(ss / float(D) + eps);
+#pragma omp simd
     for (int64_t i = 0; i < D; ++i) yr[i] = xr[i] * r * w[i];
   }
 }
 
 void layernorm_fwd(float* y, const float* x, const float* w, const float* b, int64_t T, int64_t D, float eps) {
-#pragma omp parallel for if (T * D > 65536)
+#pragma omp parallel for if (T * D > kParallelWork)
   for (int64_t t = 0; t < T; ++t) {
     const float* xr = x + t * D;
     float* yr = y + t * D;
     float mean = 0;
+#pragma omp simd reduction(+ : mean)
     for (int64_t i = 0; i < D; ++i) mean += xr[i];
     mean /= float(D);
     float var = 0;
+#pragma omp simd reduction(+ : var)
     for (int64_t i = 0; i < D; ++i) var += (xr[i] - mean) * (xr[i] - mean);
-    float r = 1.0f / std::sqrt(var / float(D) + eps);
+    const float r = 1.0f / std::sqrt(var / float(D) + eps);
+#pragma omp simd
     for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - mean) * r * w[i] + (b ? b[i] : 0.0f);
   }
 }
 
 void gated_rmsnorm_fwd(float* out, const float* y, const float* z, const float* w, int64_t T, int64_t D,
                        int64_t group, float eps, bool norm_before_gate, int64_t ldy, int64_t ldz, int64_t ldo) {
-#pragma omp parallel for if (T * D > 65536)
+#pragma omp parallel for if (T * D > kParallelWork)
   for (int64_t t = 0; t < T; ++t) {
     const float* yr = y + t * ldy;
     const float* zr = z + t * ldz;
     float* o = out + t * ldo;
     for (int64_t g0 = 0; g0 < D; g0 += group) {
       float ss = 0;
+#pragma omp simd reduction(+ : ss)
       for (int64_t i = g0; i < g0 + group; ++i) {
-        float v = norm_before_gate ? yr[i] : yr[i] * silu(zr[i]);
+        const float v = norm_before_gate ? yr[i] : yr[i] * silu(zr[i]);
         ss += v * v;
       }
-      float r = 1.0f / std::sqrt(ss / float(group) + eps);
-      for (int64_t i = g0; i < g0 + group; ++i) {
-        float s = silu(zr[i]);
-        o[i] = norm_before_gate ? yr[i] * r * w[i] * s : yr[i] * s * r * w[i];
-      }
+      const float r = 1.0f / std::sqrt(ss / float(group) + eps);
+#pragma omp simd
+      for (int64_t i = g0; i < g0 + group; ++i) o[i] = yr[i] * silu(zr[i]) * r * w[i];
     }
   }
 }
 
 void silu_gate_fwd(float* out, const float* a, const float* b, int64_t T, int64_t D, int64_t lda, int64_t ldb,
                    int64_t ldo) {
-#pragma omp parallel for if (T * D > 65536)
+#pragma omp parallel for if (T * D > kParallelWork)
   for (int64_t t = 0; t < T; ++t)
+#pragma omp simd
     for (int64_t i = 0; i < D; ++i) out[t * ldo + i] = a[t * lda + i] * silu(b[t * ldb + i]);
 }
 

@@ -4,14 +4,20 @@
 #include <cmath>
 #include <cstdint>
 
+#include "cpu/vec_math.h"
+
 namespace m3::cpu {
 
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+// Through exp_approx, so that loops applying them vectorise.
+inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
+inline float silu(float x) { return x * sigmoid(x); }
 // softplus(x) = log(1 + e^x), computed without overflow (PyTorch's threshold of 20 is exact in fp32).
 inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
 // y[T, out] = x[T, in] · W[out, in]ᵀ (+ bias[out] if not null). ldx/ldy: row strides of x and y.
+// Up to kSmallRows rows stream W once (decode: the time is reading the weights); more go to
+// OpenBLAS sgemm, whose packing of W pays off over many rows.
+constexpr int64_t kSmallRows = 4;
 void linear_fwd(float* y, const float* x, const float* W, const float* bias, int64_t T, int64_t in, int64_t out,
                 int64_t ldx = -1, int64_t ldy = -1);
 

@@ -92,7 +92,22 @@ class Fields {
   std::set<std::string> known_;
 };
 
-void positive(int64_t v, const std::string& what) { check(v > 0, what + " must be positive, found " + std::to_string(v)); }
+// Widths become ints in the BLAS interface. Bounding every width, given or derived (derived ones are
+// computed in double here, so the check cannot overflow), also keeps the int64 product of any two
+// widths (a weight's element count) exact everywhere else.
+constexpr double kMaxWidth = 2147483647.0;
+
+void in_range(int64_t v, int64_t lo, const std::string& what) {
+  check(v >= lo && double(v) <= kMaxWidth,
+        what + " must be in [" + std::to_string(lo) + ", 2^31 - 1], found " + std::to_string(v));
+}
+void positive(int64_t v, const std::string& what) { in_range(v, 1, what); }
+void derived_width(double v, const std::string& what) {
+  check(v <= kMaxWidth, what + " would be " + std::to_string(v) + ", more than 2^31 - 1");
+}
+void finite(double v, const std::string& what) {
+  check(std::isfinite(v), what + " must be finite, found " + std::to_string(v));
+}
 
 Mamba3Config parse_mamba3(Fields& f, int64_t d_model, const std::string& w) {
   Mamba3Config c;
@@ -117,6 +132,10 @@ Mamba3Config parse_mamba3(Fields& f, int64_t d_model, const std::string& w) {
   if (c.is_mimo) positive(c.mimo_rank, w + ".mimo_rank");
   check(c.rope_fraction == 0.5 || c.rope_fraction == 1.0,
         w + ".rope_fraction must be 0.5 or 1.0, found " + std::to_string(c.rope_fraction));
+  for (auto [v, n] : {std::pair{c.dt_min, "dt_min"}, {c.dt_max, "dt_max"}, {c.dt_init_floor, "dt_init_floor"},
+                      {c.A_floor, "A_floor"}})
+    finite(v, w + "." + n);
+  derived_width(double(c.expand) * double(d_model), w + ": d_inner");
   c.d_inner = c.expand * d_model;
   check(c.d_inner % c.headdim == 0, w + ": headdim " + std::to_string(c.headdim) + " does not divide d_inner " +
                                         std::to_string(c.d_inner));
@@ -128,6 +147,9 @@ Mamba3Config parse_mamba3(Fields& f, int64_t d_model, const std::string& w) {
   c.n_angles = m / 2;
   check(c.n_angles >= 1, w + ": d_state " + std::to_string(c.d_state) + " leaves no rotary angle");
   if (c.is_mimo) check(c.d_state % 2 == 0, w + ": MIMO needs an even d_state (halves rotary pairing)");
+  derived_width(2.0 * double(c.d_inner) + 2.0 * double(c.d_state) * double(c.ngroups) * double(c.rank()) +
+                    3.0 * double(c.nheads) + double(c.n_angles),
+                w + ": the in_proj width");
   check(c.A_floor >= 0 && c.dt_min > 0 && c.dt_max >= c.dt_min, w + ": need A_floor >= 0 and 0 < dt_min <= dt_max");
   return c;
 }
@@ -154,6 +176,7 @@ Mamba2Config parse_mamba2(Fields& f, int64_t d_model, const std::string& w) {
   for (auto [v, n] : {std::pair{c.d_state, "d_state"}, {c.d_conv, "d_conv"}, {c.expand, "expand"},
                       {c.headdim, "headdim"}, {c.ngroups, "ngroups"}, {c.chunk_size, "chunk_size"}})
     positive(v, w + "." + n);
+  derived_width(double(c.expand) * double(d_model), w + ": d_inner");
   c.d_inner = c.expand * d_model;
   if (c.d_ssm < 0) c.d_ssm = c.d_inner;
   check(c.d_ssm > 0 && c.d_ssm <= c.d_inner, w + ".d_ssm must be in (0, d_inner]");
@@ -162,6 +185,8 @@ Mamba2Config parse_mamba2(Fields& f, int64_t d_model, const std::string& w) {
   check((c.d_inner - c.d_ssm) % 2 == 0, w + ": d_inner - d_ssm must be even");
   c.nheads = c.d_ssm / c.headdim;
   check(c.nheads % c.ngroups == 0, w + ": ngroups does not divide nheads");
+  derived_width(2.0 * double(c.d_inner) + 2.0 * double(c.ngroups) * double(c.d_state) + double(c.nheads),
+                w + ": the in_proj width");
   check(c.A_init_min > 0 && c.A_init_max >= c.A_init_min, w + ".A_init_range must be 0 < low <= high");
   check(c.dt_limit_min >= 0 && c.dt_limit_max > c.dt_limit_min, w + ".dt_limit must be 0 <= low < high");
   return c;
@@ -194,11 +219,15 @@ Mamba1Config parse_mamba1(Fields& f, int64_t d_model, const std::string& w) {
   for (auto [v, n] : {std::pair{c.d_state, "d_state"}, {c.d_conv, "d_conv"}, {c.expand, "expand"}})
     positive(v, w + "." + n);
   if (c.dt_rank < 0) c.dt_rank = (d_model + 15) / 16;
+  derived_width(2.0 * double(c.expand) * double(d_model), w + ": the in_proj width");
+  derived_width(double(c.dt_rank) + 2.0 * double(c.d_state), w + ": the x_proj width");
   c.d_inner = c.expand * d_model;
   return c;
 }
 
-AttnConfig parse_attn(const json& j, int64_t d_model, const std::string& w) {
+// `used`: some layer is MHA. The reference ignores attn_cfg otherwise; its fields are still checked
+// (names, types), and its values too when it names num_heads.
+AttnConfig parse_attn(const json& j, int64_t d_model, const std::string& w, bool used) {
   Fields f(j, w);
   AttnConfig c;
   f.get("num_heads", c.num_heads);
@@ -214,6 +243,7 @@ AttnConfig parse_attn(const json& j, int64_t d_model, const std::string& w) {
   f.get("rotary_emb_base", c.rotary_emb_base);
   f.get("rotary_emb_interleaved", c.rotary_emb_interleaved);
   f.finish();
+  if (!used && c.num_heads == 0) return AttnConfig{};
   positive(c.num_heads, w + ".num_heads");
   if (c.num_heads_kv == 0) c.num_heads_kv = c.num_heads;
   positive(c.num_heads_kv, w + ".num_heads_kv");
@@ -223,10 +253,16 @@ AttnConfig parse_attn(const json& j, int64_t d_model, const std::string& w) {
     c.head_dim = d_model / c.num_heads;
   }
   positive(c.head_dim, w + ".head_dim");
-  check(c.mlp_dim >= 0 && c.d_conv >= 0, w + ": mlp_dim and d_conv must be >= 0");
+  in_range(c.mlp_dim, 0, w + ".mlp_dim");
+  in_range(c.d_conv, 0, w + ".d_conv");
   c.mlp_dim = (c.mlp_dim + 255) / 256 * 256;
+  derived_width(double(c.head_dim) * double(c.num_heads + 2 * c.num_heads_kv) + double(c.mlp_dim),
+                w + ": the in_proj width");
   check(c.rotary_emb_dim >= 0 && c.rotary_emb_dim % 2 == 0 && c.rotary_emb_dim <= c.head_dim,
         w + ".rotary_emb_dim must be even and at most head_dim");
+  check(c.softmax_scale >= 0 && std::isfinite(c.softmax_scale),
+        w + ".softmax_scale must be finite and positive (or 0 for 1/sqrt(head_dim))");
+  check(c.rotary_emb_base > 0 && std::isfinite(c.rotary_emb_base), w + ".rotary_emb_base must be finite and positive");
   return c;
 }
 
@@ -255,7 +291,9 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   positive(c.n_layer, source + ": n_layer");
   positive(c.vocab_size, source + ": vocab_size");
   positive(c.pad_vocab_size_multiple, source + ": pad_vocab_size_multiple");
-  check(c.d_intermediate >= 0, source + ": d_intermediate must be >= 0");
+  in_range(c.d_intermediate, 0, source + ": d_intermediate");
+  derived_width(double(c.vocab_size) + double(c.pad_vocab_size_multiple), source + ": the padded vocabulary");
+  derived_width(2.0 * double(c.mlp_hidden()), source + ": the MLP's fc1 width");
   for (int64_t a : c.attn_layer_idx)
     check(a >= 0 && a < c.n_layer, source + ": attn_layer_idx entry " + std::to_string(a) + " is not a layer index");
 
@@ -282,11 +320,8 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
   }
   sf.finish();
 
-  if (const json* a = f.sub("attn_cfg")) {
-    if (!c.attn_layer_idx.empty() || !a->empty()) {
-      if (!c.attn_layer_idx.empty() || a->contains("num_heads")) c.attn = parse_attn(*a, c.d_model, source + ": attn_cfg");
-    }
-  }
+  if (const json* a = f.sub("attn_cfg"))
+    c.attn = parse_attn(*a, c.d_model, source + ": attn_cfg", !c.attn_layer_idx.empty());
   check(c.attn_layer_idx.empty() || c.attn.num_heads > 0,
         source + ": attn_layer_idx names attention layers but attn_cfg has no num_heads");
   f.finish();
@@ -319,6 +354,8 @@ json model_config_to_json(const ModelConfig& c) {
               {"dt_init_floor", m->dt_init_floor}, {"A_floor", m->A_floor}, {"is_outproj_norm", m->is_outproj_norm},
               {"is_mimo", m->is_mimo}, {"mimo_rank", m->mimo_rank}, {"chunk_size", m->chunk_size}});
   } else if (auto* m2 = std::get_if<Mamba2Config>(&c.ssm)) {
+    check((m2->norm_per_group || m2->ngroups == 1) && m2->norm_eps == 1e-5 && c.norm_eps == 1e-5,
+          "this Mamba2 model's norms (Hugging Face's: over all groups, or eps != 1e-5) have no reference-format config");
     s.update({{"d_state", m2->d_state}, {"d_conv", m2->d_conv}, {"expand", m2->expand}, {"headdim", m2->headdim},
               {"d_ssm", m2->d_ssm}, {"ngroups", m2->ngroups}, {"A_init_range", {m2->A_init_min, m2->A_init_max}},
               {"D_has_hdim", m2->D_has_hdim}, {"rmsnorm", m2->rmsnorm}, {"norm_before_gate", m2->norm_before_gate},

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "m3/error.h"
 
@@ -21,6 +22,8 @@ namespace {
 
 // Headers larger than this are refused: real headers are kilobytes to a few megabytes.
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
+// Bound on a shape's element count: its byte size (≤ 8 bytes an element) fits in int64.
+constexpr uint64_t kMaxElements = uint64_t(std::numeric_limits<int64_t>::max()) / 8;
 
 std::string errno_str() { return std::strerror(errno); }
 
@@ -59,12 +62,25 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   if (hlen > size - 8)
     throw fail("header length " + std::to_string(hlen) + " runs past the end of the file (" +
                std::to_string(size) + " bytes)");
+  // JSON parsers keep one of two equal keys silently (which one is not portable), so the parse
+  // records the first key repeated within one object and the file is refused.
+  std::vector<std::set<std::string>> keys;  // the keys seen so far in each object being parsed
+  std::string duplicate;
+  auto find_duplicate = [&](int, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (ev == E::object_start) keys.emplace_back();
+    if (ev == E::object_end) keys.pop_back();
+    if (ev == E::key && !keys.back().insert(parsed.get<std::string>()).second && duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(base + 8, base + 8 + hlen);
+    header = nlohmann::json::parse(base + 8, base + 8 + hlen, find_duplicate);
   } catch (const nlohmann::json::exception& e) {
     throw fail(std::string("malformed JSON header: ") + e.what());
   }
+  if (!duplicate.empty()) throw fail("header holds the key '" + duplicate + "' twice");
   if (!header.is_object()) throw fail("header is not a JSON object");
 
   f.data_ = base + 8 + hlen;
@@ -93,12 +109,15 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
       throw tfail("data_offsets must be an array of two integers");
     Tensor t;
     t.dtype = *dt;
-    uint64_t numel = 1;
+    // The product of the non-zero dims is bounded too, so that no later product of dims overflows
+    // (a zero dim would otherwise hide a huge one).
+    uint64_t numel = 1, nonzero_numel = 1;
     for (const auto& d : v["shape"]) {
       if (!d.is_number_unsigned()) throw tfail("shape entries must be non-negative integers");
       uint64_t dim = d.get<uint64_t>();
-      if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / 8 / dim) throw tfail("shape overflows");
+      if (dim != 0 && nonzero_numel > kMaxElements / dim) throw tfail("shape overflows: more than 2^60 elements");
       numel *= dim;
+      nonzero_numel *= std::max<uint64_t>(dim, 1);
       t.shape.push_back(int64_t(dim));
     }
     const auto& off = v["data_offsets"];
@@ -118,6 +137,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     f.names_.push_back(name);
     f.index_.emplace(name, std::move(t));
   }
+  // Sorted by start, some two non-empty spans overlap iff some two neighbours do.
+  std::erase_if(spans, [](const Span& sp) { return sp.begin == sp.end; });
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
   for (size_t i = 1; i < spans.size(); ++i)
     if (spans[i].begin < spans[i - 1].end)
@@ -190,7 +211,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
     header[name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.nbytes()}}};
     offset += t.nbytes();
   }
-  std::string h = header.dump();
+  std::string h;
+  try {
+    h = header.dump();
+  } catch (const nlohmann::json::exception& e) {  // a name that is not valid UTF-8
+    throw Error(path + ": cannot write the header: " + e.what());
+  }
   h.append((8 - h.size() % 8) % 8, ' ');  // pad so the data section starts 8-byte aligned
   uint64_t hlen = h.size();
   write_atomic(path, [&](auto&& write_all) {
@@ -210,9 +236,10 @@ CheckpointTensors CheckpointTensors::open_dir(const std::string& dir) {
   fs::path single = fs::path(dir) / "model.safetensors";
   fs::path index = fs::path(dir) / "model.safetensors.index.json";
   std::vector<std::string> files;
-  if (fs::exists(single)) {
+  std::error_code ec;  // an unreadable directory reads as "neither file", reported below
+  if (fs::exists(single, ec)) {
     files.push_back(single.string());
-  } else if (fs::exists(index)) {
+  } else if (fs::exists(index, ec)) {
     std::ifstream in(index);
     nlohmann::json j;
     try {

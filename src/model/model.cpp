@@ -10,6 +10,7 @@
 
 #include "cpu/layers.h"
 #include "cpu/ops.h"
+#include "io/hf_config.h"
 #include "m3/error.h"
 #include "model/init.h"
 #include "model/specs.h"
@@ -33,8 +34,8 @@ std::vector<ParamSpec> mixer_specs(const ModelConfig& c, int64_t i) {
   switch (c.layer_kind(i)) {
     case MixerKind::Mamba3: return mamba3_param_specs(std::get<Mamba3Config>(c.ssm), c.d_model, c.n_layer);
     case MixerKind::Attention: return attention_param_specs(c.attn, c.d_model, c.n_layer);
-    case MixerKind::Mamba2:
-    case MixerKind::Mamba1: break;
+    case MixerKind::Mamba1: return mamba1_param_specs(std::get<Mamba1Config>(c.ssm), c.d_model, c.n_layer);
+    case MixerKind::Mamba2: return mamba2_param_specs(std::get<Mamba2Config>(c.ssm), c.d_model, c.n_layer);
   }
   throw Error(std::string(mixer_kind_name(c.layer_kind(i))) + " mixers are not implemented yet");
 }
@@ -61,8 +62,8 @@ std::unique_ptr<Layer> make_mixer(const ModelConfig& c, int64_t i, ParamMap p) {
   switch (c.layer_kind(i)) {
     case MixerKind::Mamba3: return cpu::make_mamba3(std::get<Mamba3Config>(c.ssm), c.d_model, std::move(p));
     case MixerKind::Attention: return cpu::make_attention(c.attn, c.d_model, std::move(p));
-    case MixerKind::Mamba2:
-    case MixerKind::Mamba1: break;
+    case MixerKind::Mamba1: return cpu::make_mamba1(std::get<Mamba1Config>(c.ssm), c.d_model, std::move(p));
+    case MixerKind::Mamba2: return cpu::make_mamba2(std::get<Mamba2Config>(c.ssm), c.d_model, std::move(p));
   }
   throw Error(std::string(mixer_kind_name(c.layer_kind(i))) + " mixers are not implemented yet");
 }
@@ -172,13 +173,19 @@ const ModelConfig& Model::config() const { return impl_->cfg; }
 
 Model Model::load(const std::string& dir) {
   auto impl = std::make_unique<Impl>();
-  impl->cfg = load_model_config((std::filesystem::path(dir) / "config.json").string());
+  const CheckpointLayout layout = load_checkpoint_layout((std::filesystem::path(dir) / "config.json").string());
+  impl->cfg = layout.config;
   const ModelConfig& c = impl->cfg;
   CheckpointTensors ck = CheckpointTensors::open_dir(dir);
+  // Each block has at least a norm and a mixer tensor: a config naming more layers than the files
+  // can hold is refused before its parameter layout (memory in n_layer) is built.
+  check(ck.names().size() >= 2 * size_t(c.n_layer), dir + ": the config's " + std::to_string(c.n_layer) +
+                                                       " layers need more tensors than the checkpoint's " +
+                                                       std::to_string(ck.names().size()));
   std::set<std::string> used;
   for (const auto& g : param_layout(c))
     for (const auto& s : g.specs) {
-      const std::string name = g.prefix + s.name;
+      const std::string name = layout.file_name(g.prefix + s.name);
       Tensor t = ck.get(name);
       const std::string where = ck.file_of(name) + ": tensor '" + name + "'";
       check(t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16 || t.dtype == DType::F64,
@@ -190,7 +197,7 @@ Model Model::load(const std::string& dir) {
       for (int64_t k = 0; k < f.numel(); ++k)
         check(std::isfinite(p[k]), where + " holds a non-finite value (" + std::to_string(p[k]) + ") at flat index " +
                                        std::to_string(k));
-      impl->params.emplace_back(name, f);
+      impl->params.emplace_back(g.prefix + s.name, f);
       used.insert(name);
     }
   for (const auto& n : ck.names()) {

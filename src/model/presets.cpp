@@ -22,6 +22,15 @@ const std::vector<std::pair<std::string, json>>& presets() {
     hybrid["attn_layer_idx"] = {5, 17};
     hybrid["attn_cfg"] = {{"num_heads", 12}, {"head_dim", 64}, {"causal", true}, {"rotary_emb_dim", 32},
                           {"qkv_proj_bias", false}, {"out_proj_bias", false}};
+    // The same shape with MIMO rank-4 mixers (the reference's MIMO path: chunk 16 keeps C·R at 64).
+    json mimo = m3_130m;
+    mimo["ssm_cfg"]["is_mimo"] = true;
+    mimo["ssm_cfg"]["mimo_rank"] = 4;
+    mimo["ssm_cfg"]["chunk_size"] = 16;
+    // The shape of the public mamba-130m: 24 Mamba-1 layers (d_state 16, dt_rank auto = 48).
+    json m1_130m = {{"d_model", 768}, {"n_layer", 24}, {"vocab_size", 50280}, {"d_intermediate", 0},
+                    {"ssm_cfg", {{"layer", "Mamba1"}, {"d_state", 16}, {"d_conv", 4}, {"expand", 2}, {"dt_rank", "auto"}}},
+                    {"tie_embeddings", true}, {"pad_vocab_size_multiple", 8}};
     // A few-layer byte-level hybrid (vocabulary = the 256 byte values) that runs in milliseconds.
     json tiny = {{"d_model", 128}, {"n_layer", 4}, {"vocab_size", 256}, {"d_intermediate", 256},
                  {"ssm_cfg", {{"layer", "Mamba3"}, {"d_state", 32}, {"headdim", 32}, {"expand", 2}, {"chunk_size", 32}}},
@@ -29,8 +38,18 @@ const std::vector<std::pair<std::string, json>>& presets() {
                  {"attn_cfg", {{"num_heads", 4}, {"num_heads_kv", 2}, {"causal", true}, {"rotary_emb_dim", 16},
                                {"qkv_proj_bias", false}, {"out_proj_bias", false}}},
                  {"tie_embeddings", true}};
+    // The shape of the public mamba2-130m: 24 Mamba-2 layers (24 heads of 64, d_state 128, 1 group).
+    json m2_130m = {{"d_model", 768}, {"n_layer", 24}, {"vocab_size", 50288}, {"d_intermediate", 0},
+                    {"ssm_cfg", {{"layer", "Mamba2"}, {"d_state", 128}, {"d_conv", 4}, {"expand", 2}, {"headdim", 64},
+                                 {"ngroups", 1}, {"chunk_size", 256}}},
+                    {"tie_embeddings", true}, {"pad_vocab_size_multiple", 8}};
+    // mamba3-tiny with Mamba-2 mixers (8 heads of 32 in 2 groups: the gated norm is per group).
+    json m2_tiny = tiny;
+    m2_tiny["ssm_cfg"] = {{"layer", "Mamba2"}, {"d_state", 32}, {"headdim", 32}, {"expand", 2}, {"ngroups", 2},
+                          {"chunk_size", 32}};
     return std::vector<std::pair<std::string, json>>{
-        {"mamba3-130m", m3_130m}, {"mamba3-130m-hybrid", hybrid}, {"mamba3-tiny", tiny}};
+        {"mamba3-130m", m3_130m}, {"mamba3-130m-hybrid", hybrid}, {"mamba3-mimo-130m", mimo}, {"mamba3-tiny", tiny},
+        {"mamba1-130m", m1_130m}, {"mamba2-130m", m2_130m}, {"mamba2-tiny-hybrid", m2_tiny}};
   }();
   return p;
 }

@@ -14,6 +14,14 @@ namespace m3 {
 std::vector<ParamSpec> mamba3_param_specs(const Mamba3Config& c, int64_t d_model, int64_t n_layer);
 LayerState mamba3_new_state(const Mamba3Config& c);
 
+// spec/mamba1.md §2 and §4: state "conv" [d_inner, d_conv], "ssm" [d_inner, d_state].
+std::vector<ParamSpec> mamba1_param_specs(const Mamba1Config& c, int64_t d_model, int64_t n_layer);
+LayerState mamba1_new_state(const Mamba1Config& c);
+
+// spec/mamba2.md §2 and §4: state "conv" [d_ssm + 2·ngroups·d_state, d_conv], "ssm" [nheads, headdim, d_state].
+std::vector<ParamSpec> mamba2_param_specs(const Mamba2Config& c, int64_t d_model, int64_t n_layer);
+LayerState mamba2_new_state(const Mamba2Config& c);
+
 // spec/model.md §4. The KV cache buffers ("kv_k", "kv_v": [tokens, num_heads_kv·head_dim]) start empty.
 std::vector<ParamSpec> attention_param_specs(const AttnConfig& c, int64_t d_model, int64_t n_layer);
 LayerState attention_new_state(const AttnConfig& c);

@@ -21,7 +21,7 @@ std::vector<int32_t> parse_ids(const std::string& s) {
     try {
       size_t used = 0;
       long v = std::stol(tok, &used);
-      check(used == tok.size(), "");
+      check(used == tok.size() && v >= INT32_MIN && v <= INT32_MAX, "");  // no silent wrap to int32
       ids.push_back(int32_t(v));
     } catch (const std::exception&) {
       throw Error("--prompt-ids: '" + tok + "' is not an integer token id");

@@ -1,0 +1,51 @@
+// Mamba-1 mixer: parameters and decode state (spec/mamba1.md §1, §2, §4). Parameters are listed
+// in the reference module's registration order (in_proj, conv1d, x_proj, dt_proj, A_log, D,
+// out_proj), which is also the order `m3 init` draws them in.
+#include <cmath>
+
+#include "model/init.h"
+#include "model/specs.h"
+
+namespace m3 {
+
+namespace {
+
+// S4D-real: A_log[c, n] = log(n + 1) in every row of N entries.
+InitFn s4d_real_a_log(int64_t N) {
+  return [N](float* p, int64_t n, std::mt19937_64&) {
+    for (int64_t i = 0; i < n; ++i) p[i] = std::log(float(i % N + 1));
+  };
+}
+
+}  // namespace
+
+std::vector<ParamSpec> mamba1_param_specs(const Mamba1Config& c, int64_t d_model, int64_t n_layer) {
+  const int64_t DI = c.d_inner, N = c.d_state, R = c.dt_rank, W = c.d_conv;
+  // dt_proj.weight: U(±std) for dt_init "random" (the Linear default over fan_in R, times dt_scale),
+  // else std everywhere; std = R^−½·dt_scale.
+  const float dt_std = float(c.dt_scale / std::sqrt(double(R)));
+  InitFn dt_weight = c.dt_init_random ? init::linear_uniform(R, float(1.0 / c.dt_scale)) : init::constant(dt_std);
+  std::vector<ParamSpec> p = {{"in_proj.weight", {2 * DI, d_model}, init::linear_uniform(d_model)}};
+  if (c.bias) p.push_back({"in_proj.bias", {2 * DI}, init::zeros()});
+  // Conv1d keeps PyTorch's default for weight and bias alike (fan_in = W: one input channel per group).
+  p.push_back({"conv1d.weight", {DI, 1, W}, init::linear_uniform(W)});
+  if (c.conv_bias) p.push_back({"conv1d.bias", {DI}, init::linear_uniform(W)});
+  p.push_back({"x_proj.weight", {R + 2 * N, DI}, init::linear_uniform(DI)});
+  p.push_back({"dt_proj.weight", {DI, R}, dt_weight});
+  p.push_back({"dt_proj.bias", {DI}, init::dt_bias(c.dt_min, c.dt_max, c.dt_init_floor)});
+  p.push_back({"A_log", {DI, N}, s4d_real_a_log(N)});
+  p.push_back({"D", {DI}, init::ones()});
+  p.push_back({"out_proj.weight", {d_model, DI}, init::linear_uniform(DI, std::sqrt(float(n_layer)))});
+  if (c.bias) p.push_back({"out_proj.bias", {d_model}, init::zeros()});
+  return p;
+}
+
+LayerState mamba1_new_state(const Mamba1Config& c) {
+  const int64_t DI = c.d_inner;
+  LayerState s;
+  s.buffers = {{"conv", {DI, c.d_conv}, std::vector<float>(static_cast<size_t>(DI * c.d_conv))},
+               {"ssm", {DI, c.d_state}, std::vector<float>(static_cast<size_t>(DI * c.d_state))}};
+  return s;
+}
+
+}  // namespace m3

@@ -1,0 +1,47 @@
+// Mamba-2 mixer: parameters and decode state (spec/mamba2.md §1, §2, §4). Parameters are listed
+// in the reference module's registration order (in_proj, conv1d, dt_bias, A_log, D, norm,
+// out_proj), which is also the order `m3 init` draws them in.
+#include <cmath>
+
+#include "model/init.h"
+#include "model/specs.h"
+
+namespace m3 {
+
+namespace {
+
+// A = U(A_init_range), stored as A_log = log(A) (so that −exp(A_log) = −A is the decay rate).
+InitFn a_log_uniform(double lo, double hi) {
+  return [lo, hi](float* p, int64_t n, std::mt19937_64& rng) {
+    std::uniform_real_distribution<double> u(lo, hi);
+    for (int64_t i = 0; i < n; ++i) p[i] = float(std::log(u(rng)));
+  };
+}
+
+}  // namespace
+
+std::vector<ParamSpec> mamba2_param_specs(const Mamba2Config& c, int64_t d_model, int64_t n_layer) {
+  const int64_t H = c.nheads, W = c.d_conv, CD = c.conv_dim();
+  std::vector<ParamSpec> p = {{"in_proj.weight", {c.in_proj_dim(), d_model}, init::linear_uniform(d_model)}};
+  if (c.bias) p.push_back({"in_proj.bias", {c.in_proj_dim()}, init::zeros()});
+  // Conv1d keeps PyTorch's default for weight and bias alike (fan_in = W: one input channel per group).
+  p.push_back({"conv1d.weight", {CD, 1, W}, init::linear_uniform(W)});
+  if (c.conv_bias) p.push_back({"conv1d.bias", {CD}, init::linear_uniform(W)});
+  p.push_back({"dt_bias", {H}, init::dt_bias(c.dt_min, c.dt_max, c.dt_init_floor)});
+  p.push_back({"A_log", {H}, a_log_uniform(c.A_init_min, c.A_init_max)});
+  p.push_back({"D", {c.D_has_hdim ? c.d_ssm : H}, init::ones()});
+  if (c.rmsnorm) p.push_back({"norm.weight", {c.d_ssm}, init::ones()});
+  p.push_back({"out_proj.weight", {d_model, c.d_inner}, init::linear_uniform(c.d_inner, std::sqrt(float(n_layer)))});
+  if (c.bias) p.push_back({"out_proj.bias", {d_model}, init::zeros()});
+  return p;
+}
+
+LayerState mamba2_new_state(const Mamba2Config& c) {
+  const int64_t CD = c.conv_dim(), H = c.nheads, P = c.headdim, N = c.d_state;
+  LayerState s;
+  s.buffers = {{"conv", {CD, c.d_conv}, std::vector<float>(static_cast<size_t>(CD * c.d_conv))},
+               {"ssm", {H, P, N}, std::vector<float>(static_cast<size_t>(H * P * N))}};
+  return s;
+}
+
+}  // namespace m3

@@ -1,0 +1,40 @@
+#include "model/work.h"
+
+#include <string>
+
+namespace m3 {
+
+PrefillWork prefill_work(const Model& m, int64_t len, int64_t logit_rows) {
+  const ModelConfig& c = m.config();
+  PrefillWork w;
+  double matrix_weights = 0;
+  for (const auto& [name, t] : m.parameters())
+    if (t.shape.size() == 2 && name != "backbone.embedding.weight" && name != "lm_head.weight")
+      matrix_weights += double(t.numel());
+  w.matrix_flops = 2.0 * matrix_weights * double(len) + 2.0 * double(c.vocab_padded() * c.d_model) * double(logit_rows);
+  const double L = double(len);
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    if (c.layer_kind(i) == MixerKind::Mamba3) {
+      const auto& s = std::get<Mamba3Config>(c.ssm);
+      w.mamba3_flops += L * double(s.nheads * s.headdim * s.d_state) * double(1 + 4 * s.rank());
+    } else if (c.layer_kind(i) == MixerKind::Attention) {
+      const double pairs = c.attn.causal ? L * (L + 1) / 2 : L * L;
+      w.attention_flops += 4.0 * double(c.attn.head_dim * c.attn.num_heads) * pairs;
+    }
+  }
+  return w;
+}
+
+DecodeBytes decode_bytes(const Model& m, const SequenceState& s) {
+  const ModelConfig& c = m.config();
+  DecodeBytes b;
+  const int64_t embedding = c.vocab_padded() * c.d_model;
+  b.weights = 4.0 * double(m.n_params() - (c.tie_embeddings ? 0 : embedding - c.d_model));
+  b.state_read = double(s.bytes());
+  for (const auto& layer : s.layers)
+    for (const auto& buf : layer.buffers)
+      b.state_written += buf.name.rfind("kv_", 0) == 0 ? 4.0 * double(buf.shape[1]) : 4.0 * double(buf.data.size());
+  return b;
+}
+
+}  // namespace m3
