@@ -149,7 +149,7 @@ void Mamba3ScanStep(benchmark::State& state) {
 }
 
 const int registered = [] {
-  for (const char* preset : {"mamba3-130m", "mamba3-130m-hybrid"}) {
+  for (const char* preset : {"mamba3-130m", "mamba3-130m-hybrid", "mamba3-mimo-130m", "mamba2-130m", "mamba1-130m"}) {
     benchmark::RegisterBenchmark((std::string("Prefill/") + preset).c_str(), Prefill, std::string(preset))
         ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
     benchmark::RegisterBenchmark((std::string("Decode/") + preset).c_str(), Decode, std::string(preset))

@@ -29,6 +29,13 @@ BLOCKS = [(0x20, 0x7E), (0xA0, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0
           (0xFF01, 0xFFEE), (0x1D400, 0x1D6A5), (0x1F300, 0x1F5FF), (0x1F600, 0x1F64F)]
 
 
+def code_like(rng, n):
+    """n pieces of code: identifiers, operators, whitespace runs, digits."""
+    parts = ["foo", "bar_baz", "x", "42", "3.14", "(", ")", "{", "}", ";", "->", "::", "==", "\n",
+             "\n\n", "    ", "\t", " ", "  ", "#include", "<vector>", "'s", "'LL", "// note", "é", "中文", "😀"]
+    return "".join(rng.choice(parts) for _ in range(n))
+
+
 def random_texts(rng, count):
     import gen_tokenizer_testdata as gen  # the hard-string pool of the C++ test data
     texts = []
@@ -40,10 +47,8 @@ def random_texts(rng, count):
         elif kind == 1:
             lo, hi = zip(*[rng.choice(BLOCKS) for _ in range(n)]) if n else ((), ())
             texts.append("".join(chr(rng.randint(a, b)) for a, b in zip(lo, hi)))
-        elif kind == 2:  # code-like: identifiers, operators, whitespace runs, digits
-            parts = ["foo", "bar_baz", "x", "42", "3.14", "(", ")", "{", "}", ";", "->", "::", "==", "\n",
-                     "\n\n", "    ", "\t", " ", "  ", "#include", "<vector>", "'s", "'LL", "// note"]
-            texts.append("".join(rng.choice(parts) for _ in range(n)))
+        elif kind == 2:
+            texts.append(code_like(rng, n))
         else:  # long runs that stress the merge loop and the regex
             ch = rng.choice(["a", " ", "\n", "7", "ab", "中", "😀", " \n"])
             texts.append(ch * rng.randint(1, 400) + rng.choice(["", "x", " end", "\n"]))
@@ -111,7 +116,8 @@ def main():
         return 0
     print(f"tokenizers {tokenizers.__version__}, m3 {args.m3}, seed {args.seed}")
     rng = random.Random(args.seed)
-    texts = random_texts(rng, args.count)
+    # Plus one long document: without a pre-tokenizer the whole text is one word, merged in runs.
+    texts = random_texts(rng, args.count) + [code_like(rng, 50000)]
     failures = []
     for path in sorted(glob.glob(os.path.join(REPO, "tests", "data", "tokenizer", "*.json"))):
         if path.endswith(".cases.json"):

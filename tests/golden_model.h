@@ -1,12 +1,18 @@
 // A golden checkpoint of ../shared/golden loaded with its input ids and reference logits, and the
 // ways the tests run it: the whole batch packed in one forward call, one sequence prefilled for k
-// tokens and then stepped token by token, greedy generation.
+// tokens and then stepped token by token, runs of different lengths packed without padding, greedy
+// generation.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <algorithm>
+#include <cstring>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "m3/error.h"
 #include "m3/model.h"
 #include "testing.h"
 
@@ -19,12 +25,25 @@ struct GoldenRun {
   std::vector<double> ref;      // logits_f64 (or logits when the folder has no float64 ones) [B, L, V]
 };
 
+// The values of an int64 tensor of token ids, copied out byte-wise (a safetensors data section is
+// only byte-aligned).
+inline std::vector<int32_t> token_ids(const Tensor& t) {
+  check(t.dtype == DType::I64, std::string("token ids must be I64, found ") + dtype_name(t.dtype));
+  std::vector<int32_t> r(static_cast<size_t>(t.numel()));
+  for (size_t i = 0; i < r.size(); ++i) {
+    int64_t v;
+    std::memcpy(&v, static_cast<const char*>(t.data) + i * sizeof v, sizeof v);
+    r[i] = int32_t(v);
+  }
+  return r;
+}
+
 inline GoldenRun load_golden(const std::string& name) {
   GoldenRun g{Model::load(golden(name)), 0, 0, 0, {}, {}};
   auto f = SafetensorsFile::open(golden(name + "/golden.safetensors"));
   Tensor ids = f.get("input_ids");
   g.B = ids.shape[0], g.L = ids.shape[1];
-  for (int64_t i = 0; i < ids.numel(); ++i) g.ids.push_back(int32_t(ids.ptr<int64_t>()[i]));
+  g.ids = token_ids(ids);
   g.ref = to_f64(f.get(f.has("logits_f64") ? "logits_f64" : "logits"));
   g.V = g.model.config().vocab_padded();
   return g;
@@ -58,6 +77,38 @@ inline std::vector<float> prefill_then_step(GoldenRun& g, int64_t b, int64_t k) 
   return out;
 }
 
+// Runs of the given lengths cut from the golden ids (run i starts at flat index i·stride), packed
+// in one forward call from fresh states, against each run alone: the same logits and final states.
+inline void expect_packed_equals_separate(GoldenRun& g, const std::vector<int64_t>& lens, int64_t stride) {
+  std::vector<int32_t> toks;
+  std::vector<int64_t> cu = {0};
+  for (size_t i = 0; i < lens.size(); ++i) {
+    toks.insert(toks.end(), g.ids.begin() + int64_t(i) * stride, g.ids.begin() + int64_t(i) * stride + lens[i]);
+    cu.push_back(cu.back() + lens[i]);
+  }
+  std::vector<SequenceState> st(lens.size(), g.model.new_state());
+  std::vector<SequenceState*> sp;
+  for (auto& s : st) sp.push_back(&s);
+  std::vector<float> packed(toks.size() * size_t(g.V));
+  g.model.forward(toks, cu, sp, packed.data());
+  for (size_t i = 0; i < lens.size(); ++i) {
+    SequenceState s = g.model.new_state();
+    SequenceState* one = &s;
+    const int64_t c1[2] = {0, lens[i]};
+    std::vector<float> alone(static_cast<size_t>(lens[i] * g.V));
+    g.model.forward(std::span<const int32_t>(toks.data() + cu[i], size_t(lens[i])), c1,
+                    std::span<SequenceState* const>(&one, 1), alone.data());
+    const std::vector<float> part(packed.begin() + cu[i] * g.V, packed.begin() + cu[i + 1] * g.V);
+    // Not bitwise: BLAS blocks a GEMM differently for different row counts; fp32 rounding only.
+    EXPECT_LT(rel_err(part, alone), 1e-5) << "sequence " << i;
+    ASSERT_EQ(s.bytes(), st[i].bytes()) << "sequence " << i;
+    for (size_t l = 0; l < s.layers.size(); ++l)
+      for (size_t k = 0; k < s.layers[l].buffers.size(); ++k)
+        EXPECT_LT(rel_err(st[i].layers[l].buffers[k].data, s.layers[l].buffers[k].data), 1e-5)
+            << "sequence " << i << " layer " << l << " state " << s.layers[l].buffers[k].name;
+  }
+}
+
 // The prompt followed by n greedy tokens (argmax over the vocabulary, padding columns excluded):
 // the prompt through the parallel form, every new token through the recurrent one.
 inline std::vector<int32_t> greedy_tokens(Model& m, std::vector<int32_t> ids, int64_t n) {
@@ -72,6 +123,14 @@ inline std::vector<int32_t> greedy_tokens(Model& m, std::vector<int32_t> ids, in
     if (i + 1 < n) m.step(std::span<const int32_t>(&ids.back(), 1), std::span<SequenceState* const>(&sp, 1), logits.data());
   }
   return ids;
+}
+
+// The golden folder's greedy_prompt continued greedily (greedy_tokens) to the length of its
+// greedy_out; and greedy_out, the reference's tokens.
+inline std::pair<std::vector<int32_t>, std::vector<int32_t>> golden_greedy(Model& m, const std::string& name) {
+  auto f = SafetensorsFile::open(golden(name + "/golden.safetensors"));
+  const std::vector<int32_t> prompt = token_ids(f.get("greedy_prompt")), want = token_ids(f.get("greedy_out"));
+  return {greedy_tokens(m, prompt, int64_t(want.size() - prompt.size())), want};
 }
 
 }  // namespace m3::test

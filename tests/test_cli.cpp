@@ -1,15 +1,20 @@
 // The m3 command-line tool, run as a subprocess: logits of the golden hybrid, info, init then
-// generate (deterministic in its seed, greedy equal to the library's argmax decode), and bad
-// arguments, which must exit non-zero with a message and never crash.
+// generate (deterministic in its seed, greedy equal to the library's argmax decode; text through
+// a tokenizer.json or byte-level), and bad arguments, which must exit non-zero with a message
+// and never crash.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "m3/model.h"
+#include "m3/presets.h"
+#include "m3/tokenizer.h"
 #include "temp_dir.h"
 #include "testing.h"
 
@@ -71,10 +76,39 @@ TEST(Cli, InfoListsLayersAndParameters) {
   for (const auto& name : f.names())
     if (name != "lm_head.weight") n += f.get(name).numel();
   EXPECT_NE(r.out.find("parameters: " + std::to_string(n) + " "), std::string::npos) << r.out;
-  for (const char* line : {"layer  0: Mamba3 SISO", "layer  1: Mamba3 SISO", "layer  2: MHA heads 4 kv_heads 2",
-                           "layer  3: Mamba3 SISO", "GatedMLP"})
+  // Each layer's kind and options (the golden config: Mamba-3 SISO 8 heads of 16, d_state 32,
+  // chunk 16; MHA 4/2 heads of 16, causal, no rotary, no biases; GatedMLP 128 everywhere).
+  const std::string mamba3 =
+      ": Mamba3 SISO heads 8x16 d_state 32 groups 1 rope_fraction 0.5 (8 angles) A_floor 0.0001 chunk 16 + GatedMLP "
+      "hidden 128\n";
+  for (const std::string& line : {"  layer  0" + mamba3, "  layer  1" + mamba3,
+                                 std::string("  layer  2: MHA heads 4 kv_heads 2 head_dim 16 causal + GatedMLP hidden 128\n"),
+                                 "  layer  3" + mamba3})
     EXPECT_NE(r.out.find(line), std::string::npos) << "missing '" << line << "' in:\n" << r.out;
   EXPECT_NE(r.out.find("KV cache"), std::string::npos) << r.out;
+}
+
+// A checkpoint with every Mamba-3 and MHA option set away from its default: info names them all.
+TEST(Cli, InfoNamesEveryOption) {
+  test::TempDir tmp;
+  const std::string dir = tmp.file("options");
+  const nlohmann::json config = {
+      {"d_model", 16}, {"n_layer", 2}, {"vocab_size", 32},
+      {"ssm_cfg", {{"layer", "Mamba3"}, {"d_state", 12}, {"headdim", 4}, {"ngroups", 2}, {"rope_fraction", 1.0},
+                   {"A_floor", 0.5}, {"is_outproj_norm", true}, {"is_mimo", true}, {"mimo_rank", 2}, {"chunk_size", 5}}},
+      {"attn_layer_idx", {1}},
+      {"attn_cfg", {{"num_heads", 4}, {"num_heads_kv", 1}, {"head_dim", 8}, {"causal", true}, {"softmax_scale", 0.25},
+                    {"rotary_emb_dim", 4}, {"rotary_emb_base", 500}, {"rotary_emb_interleaved", true}, {"d_conv", 3},
+                    {"mlp_dim", 512}, {"out_proj_bias", false}}}};
+  Model::init(parse_model_config(config, "test config"), 1).save(dir);
+  Result r = run_m3("info " + quote(dir), tmp);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* line :
+       {"  layer  0: Mamba3 MIMO rank 2 heads 8x4 d_state 12 groups 2 rope_fraction 1.0 (6 angles) A_floor 0.5 chunk 5 "
+        "outproj_norm\n",
+        "  layer  1: MHA heads 4 kv_heads 1 head_dim 8 causal softmax_scale 0.25 rotary 4 base 500 interleaved d_conv 3 "
+        "mlp_dim 512 qkv_proj_bias\n"})
+    EXPECT_NE(r.out.find(line), std::string::npos) << "missing '" << line << "' in:\n" << r.out;
 }
 
 TEST(Cli, InitThenGenerate) {
@@ -110,6 +144,92 @@ TEST(Cli, InitThenGenerate) {
     m.step(std::span<const int32_t>(&next, 1), std::span<SequenceState* const>(&sp, 1), logits.data());
   }
   EXPECT_EQ(parse_ids(g.out), want);
+}
+
+std::string ids_arg(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (int32_t id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
+  return quote(s);
+}
+
+std::vector<int32_t> to_ids32(const std::string& printed) {
+  std::vector<int32_t> r;
+  for (int64_t id : parse_ids(printed)) r.push_back(int32_t(id));
+  return r;
+}
+
+const std::string kSpBpe = std::string(M3_TESTDATA_DIR) + "/tokenizer/sp_bpe.json";
+
+// mamba3-tiny with sp_bpe's vocabulary (it spells rare characters with <0xXX> byte tokens, so
+// random ids often leave a character incomplete) and that tokenizer beside it.
+std::string tiny_model_with_tokenizer(const test::TempDir& tmp, const Tokenizer& tok) {
+  const std::string dir = tmp.file("tiny_sp");
+  ModelConfig c = preset_config("mamba3-tiny");
+  c.vocab_size = tok.vocab_size();
+  Model::init(c, 3).save(dir);
+  std::filesystem::copy_file(kSpBpe, dir + "/tokenizer.json");
+  return dir;
+}
+
+TEST(Cli, GenerateStreamsTextThroughTheTokenizer) {
+  test::TempDir tmp;
+  const Tokenizer tok = Tokenizer::load(kSpBpe);
+  const std::string dir = tiny_model_with_tokenizer(tmp, tok);
+  const std::string prompt = "Hello wörld 🤖 {";
+  const std::string sampled = " -n 48 --top-k 0 --temperature 1.0 --seed 7";
+  const std::string gen = "generate " + quote(dir) + " --prompt " + quote(prompt) + sampled;
+  Result ids_run = run_m3(gen + " --ignore-eos --print-ids", tmp);
+  ASSERT_EQ(ids_run.code, 0) << ids_run.err;
+  const std::vector<int32_t> ids = to_ids32(ids_run.out);
+  ASSERT_EQ(ids.size(), 48u) << ids_run.out;
+  // The printed text is the decode of the generated ids, characters whole.
+  Result text_run = run_m3(gen + " --ignore-eos", tmp);
+  ASSERT_EQ(text_run.code, 0) << text_run.err;
+  const std::string want = tok.decode(ids);
+  EXPECT_EQ(text_run.out, want);
+  EXPECT_TRUE(std::any_of(want.begin(), want.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }))
+      << "no multi-byte character in " << want;
+
+  // The prompt is encoded with the post-processor's BOS, or without it under --no-special.
+  const std::vector<int32_t> with_bos = tok.encode(prompt), plain = tok.encode(prompt, false);
+  const int32_t bos = tok.bos_id().value();
+  ASSERT_EQ(with_bos.front(), bos);
+  ASSERT_NE(plain.front(), bos);
+  const std::string by_ids = "generate " + quote(dir) + sampled + " --ignore-eos --print-ids --prompt-ids ";
+  EXPECT_EQ(run_m3(by_ids + ids_arg(with_bos), tmp).out, ids_run.out);
+  EXPECT_EQ(run_m3(by_ids + ids_arg(plain), tmp).out, run_m3(gen + " --ignore-eos --print-ids --no-special", tmp).out);
+
+  // Generation stops after the EOS token of tokenizer_config.json: make it a token that comes
+  // up for the first time a few tokens in.
+  size_t stop = 3;
+  while (std::find(ids.begin(), ids.begin() + stop, ids[stop]) != ids.begin() + stop) ++stop;
+  ASSERT_LT(stop, ids.size());
+  std::ofstream(dir + "/tokenizer_config.json") << nlohmann::json{{"eos_token", *tok.id_to_token(ids[stop])}}.dump();
+  const std::vector<int32_t> until_eos(ids.begin(), ids.begin() + stop + 1);
+  EXPECT_EQ(to_ids32(run_m3(gen + " --print-ids", tmp).out), until_eos);
+  EXPECT_EQ(run_m3(gen, tmp).out, Tokenizer::load(dir).decode(until_eos));
+  EXPECT_EQ(to_ids32(run_m3(gen + " --print-ids --ignore-eos", tmp).out), ids);
+
+  // --tokenizer names one elsewhere; one larger than the model's vocabulary is refused.
+  std::filesystem::rename(dir + "/tokenizer.json", tmp.file("elsewhere.json"));
+  std::filesystem::remove(dir + "/tokenizer_config.json");
+  EXPECT_EQ(run_m3(gen + " --ignore-eos --tokenizer " + quote(tmp.file("elsewhere.json")), tmp).out, want);
+  const std::string byte_model = tmp.file("tiny");
+  ASSERT_EQ(run_m3("init --preset mamba3-tiny " + quote(byte_model), tmp).code, 0);
+  Result big = run_m3("generate " + quote(byte_model) + " --prompt hi --tokenizer " + quote(kSpBpe), tmp);
+  EXPECT_EQ(big.code, 1);
+  EXPECT_NE(big.err.find("has 1500 tokens, more than the model's vocabulary of 256"), std::string::npos) << big.err;
+}
+
+// Without a tokenizer.json, --prompt is byte-level: one token per UTF-8 byte.
+TEST(Cli, GenerateWithoutTokenizerIsByteLevel) {
+  test::TempDir tmp;
+  const std::string dir = tmp.file("tiny");
+  ASSERT_EQ(run_m3("init --preset mamba3-tiny " + quote(dir), tmp).code, 0);
+  const std::string gen = "generate " + quote(dir) + " -n 6 --top-k 0 --seed 3 --print-ids ";
+  Result text = run_m3(gen + "--prompt " + quote("hé"), tmp);
+  ASSERT_EQ(text.code, 0) << text.err;
+  EXPECT_EQ(text.out, run_m3(gen + "--prompt-ids '104 195 169'", tmp).out);
 }
 
 TEST(Cli, BadArgumentsFailWithAMessage) {

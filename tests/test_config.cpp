@@ -88,13 +88,16 @@ TEST(ConfigErrors, BadFieldsAndValues) {
       {"attn_layer_idx past the last layer", [](json& j) { j["attn_layer_idx"] = {2}; }, {"attn_layer_idx", "2"}},
       {"negative attn_layer_idx", [](json& j) { j["attn_layer_idx"] = {-1}; }, {"attn_layer_idx", "-1"}},
       {"attention layers without num_heads", [](json& j) { j["attn_cfg"] = json::object(); }, {"num_heads"}},
-      {"num_heads_kv not dividing num_heads", [](json& j) { j["attn_cfg"]["num_heads_kv"] = 3; }, {"num_heads_kv"}},
-      {"odd rotary_emb_dim", [](json& j) { j["attn_cfg"]["rotary_emb_dim"] = 3; }, {"rotary_emb_dim"}},
-      {"rotary_emb_dim past head_dim", [](json& j) { j["attn_cfg"]["rotary_emb_dim"] = 10; }, {"rotary_emb_dim"}},
-      {"negative softmax_scale", [](json& j) { j["attn_cfg"]["softmax_scale"] = -1.0; }, {"softmax_scale"}},
-      {"zero rotary base", [](json& j) { j["attn_cfg"]["rotary_emb_base"] = 0; }, {"rotary_emb_base"}},
+      {"num_heads_kv not dividing num_heads", [](json& j) { j["attn_cfg"]["num_heads_kv"] = 3; },
+       {"num_heads_kv 3", "num_heads 2"}},
+      {"odd rotary_emb_dim", [](json& j) { j["attn_cfg"]["rotary_emb_dim"] = 3; }, {"rotary_emb_dim", "found 3"}},
+      {"rotary_emb_dim past head_dim", [](json& j) { j["attn_cfg"]["rotary_emb_dim"] = 10; },
+       {"rotary_emb_dim", "head_dim 8", "found 10"}},
+      {"negative softmax_scale", [](json& j) { j["attn_cfg"]["softmax_scale"] = -1.0; }, {"softmax_scale", "found -1"}},
+      {"zero rotary base", [](json& j) { j["attn_cfg"]["rotary_emb_base"] = 0; }, {"rotary_emb_base", "found 0"}},
       {"negative mlp_dim", [](json& j) { j["attn_cfg"]["mlp_dim"] = -256; }, {"mlp_dim", "-256"}},
-      {"num_heads not dividing d_model", [](json& j) { j["attn_cfg"]["num_heads"] = 3; }, {"num_heads"}},
+      {"num_heads not dividing d_model", [](json& j) { j["attn_cfg"]["num_heads"] = 3; },
+       {"num_heads 3", "d_model 16", "head_dim"}},
       {"zero d_model", [](json& j) { j["d_model"] = 0; }, {"d_model", "found 0"}},
       {"negative n_layer", [](json& j) { j["n_layer"] = -2; }, {"n_layer", "-2"}},
       {"negative d_intermediate", [](json& j) { j["d_intermediate"] = -1; }, {"d_intermediate"}},
@@ -129,6 +132,52 @@ TEST(ConfigErrors, BadFieldsAndValues) {
        },
        {"in_proj", "2^31"}},
       {"unsigned beyond int64", [](json& j) { j["d_model"] = uint64_t(18446744073709551615ull); }, {"d_model"}},
+      // Every Mamba-3 size and option (spec/mamba3.md §1), zero, negative or out of its domain.
+      {"zero d_state", [](json& j) { j["ssm_cfg"]["d_state"] = 0; }, {"d_state", "found 0"}},
+      {"negative d_state", [](json& j) { j["ssm_cfg"]["d_state"] = -8; }, {"d_state", "found -8"}},
+      {"zero headdim", [](json& j) { j["ssm_cfg"]["headdim"] = 0; }, {"headdim", "found 0"}},
+      {"negative headdim", [](json& j) { j["ssm_cfg"]["headdim"] = -8; }, {"headdim", "found -8"}},
+      {"zero expand", [](json& j) { j["ssm_cfg"]["expand"] = 0; }, {"expand", "found 0"}},
+      {"zero ngroups", [](json& j) { j["ssm_cfg"]["ngroups"] = 0; }, {"ngroups", "found 0"}},
+      {"zero chunk_size", [](json& j) { j["ssm_cfg"]["chunk_size"] = 0; }, {"chunk_size", "found 0"}},
+      {"negative mimo_rank with is_mimo",
+       [](json& j) {
+         j["ssm_cfg"]["is_mimo"] = true;
+         j["ssm_cfg"]["mimo_rank"] = -2;
+       },
+       {"mimo_rank", "found -2"}},
+      {"rope_fraction 0", [](json& j) { j["ssm_cfg"]["rope_fraction"] = 0; }, {"rope_fraction", "0.5 or 1.0", "found 0"}},
+      {"rope_fraction 0.25", [](json& j) { j["ssm_cfg"]["rope_fraction"] = 0.25; }, {"rope_fraction", "found 0.25"}},
+      {"rope_fraction as a string", [](json& j) { j["ssm_cfg"]["rope_fraction"] = "0.5"; },
+       {"'rope_fraction'", "expected a number"}},
+      {"negative A_floor", [](json& j) { j["ssm_cfg"]["A_floor"] = -0.5; }, {"A_floor", "found -0.5"}},
+      {"zero dt_min", [](json& j) { j["ssm_cfg"]["dt_min"] = 0; }, {"dt_min", "found 0"}},
+      {"dt_max below dt_min", [](json& j) { j["ssm_cfg"]["dt_max"] = 0.0001; }, {"dt_max 0.0001", "dt_min 0.001"}},
+      {"infinite dt_init_floor", [](json& j) { j["ssm_cfg"]["dt_init_floor"] = "inf"; }, {"dt_init_floor", "finite"}},
+      {"string for is_outproj_norm", [](json& j) { j["ssm_cfg"]["is_outproj_norm"] = 1; },
+       {"'is_outproj_norm'", "true or false"}},
+      {"a Mamba-2 field in a Mamba-3 config", [](json& j) { j["ssm_cfg"]["A_init_range"] = {1, 16}; },
+       {"ssm_cfg", "unknown field 'A_init_range'"}},
+      // Every MHA option (spec/model.md §4).
+      {"zero num_heads", [](json& j) { j["attn_cfg"]["num_heads"] = 0; }, {"num_heads", "found 0"}},
+      {"negative num_heads", [](json& j) { j["attn_cfg"]["num_heads"] = -2; }, {"num_heads", "found -2"}},
+      {"negative num_heads_kv", [](json& j) { j["attn_cfg"]["num_heads_kv"] = -1; }, {"num_heads_kv", "found -1"}},
+      {"num_heads_kv past num_heads", [](json& j) { j["attn_cfg"]["num_heads_kv"] = 4; },
+       {"num_heads_kv 4", "does not divide num_heads 2"}},
+      {"negative head_dim", [](json& j) { j["attn_cfg"]["head_dim"] = -8; }, {"head_dim", "found -8"}},
+      {"negative attention d_conv", [](json& j) { j["attn_cfg"]["d_conv"] = -1; }, {"attn_cfg.d_conv", "found -1"}},
+      {"negative rotary_emb_dim", [](json& j) { j["attn_cfg"]["rotary_emb_dim"] = -2; },
+       {"rotary_emb_dim", "found -2"}},
+      {"infinite softmax_scale", [](json& j) { j["attn_cfg"]["softmax_scale"] = "inf"; },
+       {"softmax_scale", "found inf"}},
+      {"negative rotary base", [](json& j) { j["attn_cfg"]["rotary_emb_base"] = -10000; },
+       {"rotary_emb_base", "found -10000"}},
+      {"string for rotary_emb_interleaved", [](json& j) { j["attn_cfg"]["rotary_emb_interleaved"] = "yes"; },
+       {"'rotary_emb_interleaved'", "true or false"}},
+      {"float for d_conv", [](json& j) { j["attn_cfg"]["d_conv"] = 2.5; }, {"'d_conv'", "expected an integer"}},
+      {"zero vocab_size", [](json& j) { j["vocab_size"] = 0; }, {"vocab_size", "found 0"}},
+      {"zero pad_vocab_size_multiple", [](json& j) { j["pad_vocab_size_multiple"] = 0; },
+       {"pad_vocab_size_multiple", "found 0"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
@@ -170,15 +219,83 @@ TEST(Config, DefaultsAndDerivedSizes) {
   EXPECT_EQ(parse_model_config(j, "cfg.json").attn.num_heads, 0);
 }
 
-TEST(Config, RoundTripThroughJson) {
-  std::vector<json> configs;
-  for (const auto& name : preset_names()) configs.push_back(model_config_to_json(preset_config(name)));
+// parse(to_json(c)) == c field by field (given and derived; ModelConfig's defaulted ==), and
+// to_json is a fixed point on its own output.
+void expect_round_trip(const ModelConfig& c, const std::string& what) {
+  SCOPED_TRACE(what);
+  const json j = model_config_to_json(c);
+  const ModelConfig back = parse_model_config(j, "round trip");
+  EXPECT_TRUE(back == c) << j.dump();
+  EXPECT_EQ(model_config_to_json(back), j);
+}
+
+TEST(Config, RoundTripOfPresetsAndGoldenConfigs) {
+  for (const auto& name : preset_names()) expect_round_trip(preset_config(name), "preset " + name);
   for (const char* g : {"mamba3_siso_hybrid", "mamba3_mimo_hybrid", "mamba2_hybrid", "mamba1_model"})
-    configs.push_back(model_config_to_json(load_model_config(test::golden(std::string(g) + "/config.json"))));
-  for (const json& j : configs) {
-    SCOPED_TRACE(j.dump());
-    EXPECT_EQ(model_config_to_json(parse_model_config(j, "round trip")), j);
+    expect_round_trip(load_model_config(test::golden(std::string(g) + "/config.json")), g);
+}
+
+// Random reference-format configs, valid by construction, over every field of every mixer and of
+// attn_cfg (non-default values included: MIMO, out-proj norm, A_floor, dt ranges, dt_limit, d_ssm,
+// dt_rank, rotary, conv, MLP branch, softmax scale, norms, untied embeddings).
+TEST(Config, RoundTripOfRandomConfigs) {
+  std::mt19937_64 rng(17);
+  auto pick = [&](int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); };
+  auto coin = [&] { return pick(0, 1) == 1; };
+  auto real = [&](double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); };
+  for (int iter = 0; iter < 300; ++iter) {
+    const int64_t d_model = 8 * pick(1, 8), n_layer = pick(1, 6);
+    json j = {{"d_model", d_model}, {"n_layer", n_layer}, {"vocab_size", pick(1, 1000)},
+              {"d_intermediate", pick(0, 2) * 64}, {"pad_vocab_size_multiple", pick(1, 16)}, {"rms_norm", coin()},
+              {"residual_in_fp32", coin()}, {"fused_add_norm", coin()}, {"tie_embeddings", coin()}};
+    const double dt_min = real(1e-4, 1e-2), dt_max = dt_min * real(1, 100);
+    switch (pick(0, 2)) {
+      case 0:
+        j["ssm_cfg"] = {{"layer", "Mamba3"}, {"d_state", 2 * pick(2, 32)}, {"expand", pick(1, 3)},
+                        {"headdim", 8}, {"ngroups", std::vector<int64_t>{1, d_model / 8}[size_t(pick(0, 1))]},
+                        {"rope_fraction", coin() ? 0.5 : 1.0}, {"dt_min", dt_min}, {"dt_max", dt_max},
+                        {"dt_init_floor", real(0, 1e-3)}, {"A_floor", real(0, 1)}, {"is_outproj_norm", coin()},
+                        {"is_mimo", coin()}, {"mimo_rank", pick(1, 8)}, {"chunk_size", pick(1, 128)}};
+        break;
+      case 1:
+        j["ssm_cfg"] = {{"layer", "Mamba2"}, {"d_state", pick(1, 64)}, {"d_conv", pick(1, 4)}, {"expand", 2},
+                        {"headdim", 8}, {"d_ssm", coin() ? 2 * d_model : d_model}, {"ngroups", 1},
+                        {"A_init_range", {real(0.5, 2), real(2, 20)}}, {"D_has_hdim", coin()}, {"rmsnorm", coin()},
+                        {"norm_before_gate", coin()}, {"dt_min", dt_min}, {"dt_max", dt_max},
+                        {"dt_init_floor", real(0, 1e-3)}, {"bias", coin()}, {"conv_bias", coin()},
+                        {"chunk_size", pick(1, 256)}};
+        if (coin()) j["ssm_cfg"]["dt_limit"] = {real(0, 0.01), coin() ? json(real(0.1, 10)) : json("inf")};
+        break;
+      default:
+        j["ssm_cfg"] = {{"layer", "Mamba1"}, {"d_state", pick(1, 32)}, {"d_conv", pick(1, 4)}, {"expand", pick(1, 3)},
+                        {"dt_rank", coin() ? json("auto") : json(pick(1, 16))}, {"dt_min", dt_min},
+                        {"dt_max", dt_max}, {"dt_init_floor", real(0, 1e-3)}, {"dt_scale", real(0.5, 2)},
+                        {"dt_init", coin() ? "random" : "constant"}, {"conv_bias", coin()}, {"bias", coin()}};
+    }
+    if (coin()) {
+      const int64_t heads = std::vector<int64_t>{1, 2, 4, 8}[size_t(pick(0, 3))], head_dim = 2 * pick(1, 16);
+      j["attn_layer_idx"] = {pick(0, n_layer - 1)};
+      j["attn_cfg"] = {{"num_heads", heads}, {"num_heads_kv", heads / std::vector<int64_t>{1, 2}[size_t(pick(0, heads > 1))]},
+                       {"head_dim", head_dim}, {"mlp_dim", pick(0, 600)}, {"qkv_proj_bias", coin()},
+                       {"out_proj_bias", coin()}, {"causal", coin()}, {"d_conv", pick(0, 4)},
+                       {"rotary_emb_dim", 2 * pick(0, head_dim / 2)}, {"rotary_emb_base", real(10, 1e6)},
+                       {"rotary_emb_interleaved", coin()}};
+      if (coin()) j["attn_cfg"]["softmax_scale"] = real(0.01, 1);
+    }
+    expect_round_trip(parse_model_config(j, "random config"), j.dump());
   }
+}
+
+// What the reference format cannot say is refused, not dropped (the Hugging Face loaders set these).
+TEST(Config, ToJsonRefusesWhatTheFormatCannotExpress) {
+  ModelConfig c = parse_model_config(small_config(), "cfg.json");
+  c.norm_eps = 1e-6;
+  expect_error([&] { model_config_to_json(c); }, {"norm epsilon 1e-06", "no reference-format config"});
+  json j = small_config();
+  j["ssm_cfg"] = {{"layer", "Mamba2"}, {"d_state", 8}, {"headdim", 8}, {"ngroups", 2}};
+  c = parse_model_config(j, "cfg.json");
+  std::get<Mamba2Config>(c.ssm).norm_per_group = false;
+  expect_error([&] { model_config_to_json(c); }, {"Mamba2", "no reference-format config"});
 }
 
 // A saved small model whose files the tests then damage.

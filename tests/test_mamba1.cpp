@@ -1,12 +1,14 @@
 // The Mamba-1 mixer (spec/mamba1.md): the selective scan kernel and the whole CPU layer against
 // float64 per-token recurrences written here straight from §3 (packed parallel form and step
-// form, carried-in conv window and SSM state, odd sizes, the bias / conv_bias variants); the golden
-// reference checkpoint mamba1_model (logits, prefill-then-step, packed varlen); the decode state
-// through a safetensors file; Hugging Face's MambaForCausalLM (§5: hf_mamba1 logits and greedy
-// tokens, the config translation); initialisation (§1, §2) and the mamba1-130m preset.
+// form, carried-in conv window and SSM state, odd sizes, the bias / conv_bias variants, §5's
+// FalconMamba norms on δ, B and C); the golden reference checkpoint mamba1_model (logits,
+// prefill-then-step, packed varlen); the decode state through a safetensors file; Hugging Face's
+// MambaForCausalLM and FalconMambaForCausalLM (§5: hf_mamba1 and hf_falconmamba logits and greedy
+// tokens, the config translations); initialisation (§1, §2) and the mamba1-130m preset.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -150,10 +152,12 @@ TEST(Mamba1Scan, PackedAndStepMatchFloat64Recurrence) {
 struct Case {
   bool bias, conv_bias;
   int64_t d_conv;
-  int64_t dt_rank;  // 0: "auto"
+  int64_t dt_rank;         // 0: "auto"
+  double bcdt_rms_eps = 0;  // > 0: FalconMamba's norms on δ, B and C (§5) with this epsilon
   std::string name() const {
     return std::string(bias ? "Bias" : "NoBias") + (conv_bias ? "_ConvBias" : "_NoConvBias") + "_Conv" +
-           std::to_string(d_conv) + (dt_rank ? "_DtRank" + std::to_string(dt_rank) : "_DtRankAuto");
+           std::to_string(d_conv) + (dt_rank ? "_DtRank" + std::to_string(dt_rank) : "_DtRankAuto") +
+           (bcdt_rms_eps > 0 ? "_BcdtRmsNorm" : "");
   }
 };
 
@@ -167,7 +171,11 @@ Mamba1Config config(const Case& k) {
                         {"bias", k.bias}, {"conv_bias", k.conv_bias}};
   ssm["dt_rank"] = k.dt_rank ? nlohmann::json(k.dt_rank) : nlohmann::json("auto");
   nlohmann::json j = {{"d_model", kDModel}, {"n_layer", 2}, {"vocab_size", 16}, {"ssm_cfg", ssm}};
-  return std::get<Mamba1Config>(parse_model_config(j, "test config").ssm);
+  Mamba1Config c = std::get<Mamba1Config>(parse_model_config(j, "test config").ssm);
+  // The reference format cannot express FalconMamba's norms; only its HF config sets them.
+  c.bcdt_rmsnorm = k.bcdt_rms_eps > 0;
+  c.bcdt_rms_eps = k.bcdt_rms_eps;
+  return c;
 }
 
 // Random values for every parameter, away from their initial values so that each one matters.
@@ -216,7 +224,14 @@ Vec mamba1_reference(const Case& k, const ref::Params& p, const Vec& x, int64_t 
       for (int64_t j = 0; j < W; ++j) acc += conv_w[size_t(c * W + j)] * win[j];
       u[size_t(c)] = silu(acc);
     }
-    const Vec dbc = ref::linear(u, p.at("x_proj.weight"), {}, 1, DI, R + 2 * N);
+    Vec dbc = ref::linear(u, p.at("x_proj.weight"), {}, 1, DI, R + 2 * N);
+    if (k.bcdt_rms_eps > 0)  // §5: δ, B, C each divided by sqrt(mean of its squares + eps)
+      for (auto [off, n] : {std::pair{int64_t(0), R}, {R, N}, {R + N, N}}) {
+        double ss = 0;
+        for (int64_t i = off; i < off + n; ++i) ss += dbc[size_t(i)] * dbc[size_t(i)];
+        const double r = 1.0 / std::sqrt(ss / double(n) + k.bcdt_rms_eps);
+        for (int64_t i = off; i < off + n; ++i) dbc[size_t(i)] *= r;
+      }
     const Vec dt = ref::linear(Vec(dbc.begin(), dbc.begin() + R), p.at("dt_proj.weight"), p.at("dt_proj.bias"), 1, R, DI);
     Vec gated(static_cast<size_t>(DI));
     for (int64_t c = 0; c < DI; ++c) {
@@ -321,8 +336,10 @@ TEST_P(Mamba1Layer, ParallelAndStepMatchFloat64Recurrence) {
   }
 }
 
+// The FalconMamba cases take a large epsilon, so that using the wrong one shows.
 INSTANTIATE_TEST_SUITE_P(Variants, Mamba1Layer,
-                         ::testing::Values(Case{false, true, 4, 0}, Case{true, true, 3, 3}, Case{false, false, 4, 3}),
+                         ::testing::Values(Case{false, true, 4, 0}, Case{true, true, 3, 3}, Case{false, false, 4, 3},
+                                           Case{false, true, 4, 3, 0.05}, Case{true, false, 3, 0, 0.05}),
                          [](const ::testing::TestParamInfo<Case>& i) { return i.param.name(); });
 
 // ---- The golden reference checkpoint ----
@@ -344,33 +361,8 @@ TEST(Mamba1Golden, PrefillThenStepEqualsForward) {
 
 TEST(Mamba1Golden, PackedVarlenEqualsSeparate) {
   test::GoldenRun g = test::load_golden("mamba1_model");
-  // Sequences of different lengths (one shorter than the conv window) cut from the golden ids.
-  const std::vector<int64_t> lens = {2, 30, 17};
-  std::vector<int32_t> toks;
-  std::vector<int64_t> cu = {0};
-  for (size_t i = 0; i < lens.size(); ++i) {
-    toks.insert(toks.end(), g.ids.begin() + int64_t(i) * 5, g.ids.begin() + int64_t(i) * 5 + lens[i]);
-    cu.push_back(cu.back() + lens[i]);
-  }
-  std::vector<SequenceState> st(lens.size(), g.model.new_state());
-  std::vector<SequenceState*> sp;
-  for (auto& s : st) sp.push_back(&s);
-  std::vector<float> packed(toks.size() * size_t(g.V));
-  g.model.forward(toks, cu, sp, packed.data());
-  for (size_t i = 0; i < lens.size(); ++i) {
-    SequenceState s = g.model.new_state();
-    SequenceState* one = &s;
-    int64_t c1[2] = {0, lens[i]};
-    std::vector<float> alone(size_t(lens[i] * g.V));
-    g.model.forward(std::span<const int32_t>(toks.data() + cu[i], size_t(lens[i])), c1,
-                    std::span<SequenceState* const>(&one, 1), alone.data());
-    // Not bitwise: BLAS blocks a GEMM differently for different row counts.
-    EXPECT_LT(rel_err(rows_of(packed, cu[i], cu[i + 1], g.V), alone), 1e-5) << "sequence " << i;
-    for (size_t l = 0; l < s.layers.size(); ++l)
-      for (size_t b = 0; b < s.layers[l].buffers.size(); ++b)
-        EXPECT_LT(rel_err(st[i].layers[l].buffers[b].data, s.layers[l].buffers[b].data), 1e-5)
-            << "sequence " << i << " layer " << l << " state " << s.layers[l].buffers[b].name;
-  }
+  // Runs of different lengths (one shorter than the conv window) cut from the golden ids.
+  test::expect_packed_equals_separate(g, {2, 30, 17}, 5);
 }
 
 // Prefill, write the decode state to a safetensors file, read it into a fresh state and decode the
@@ -422,14 +414,8 @@ TEST(Mamba1HfGolden, LogitsMatchTransformers) {
 
 TEST(Mamba1HfGolden, GreedyTokensMatchTransformers) {
   Model m = Model::load(test::golden("hf_mamba1"));
-  auto f = SafetensorsFile::open(test::golden("hf_mamba1/golden.safetensors"));
-  auto ids = [](const Tensor& t) {
-    std::vector<int32_t> r;
-    for (int64_t i = 0; i < t.numel(); ++i) r.push_back(int32_t(t.ptr<int64_t>()[i]));
-    return r;
-  };
-  const std::vector<int32_t> prompt = ids(f.get("greedy_prompt")), want = ids(f.get("greedy_out"));
-  EXPECT_EQ(test::greedy_tokens(m, prompt, int64_t(want.size() - prompt.size())), want);
+  const auto [got, want] = test::golden_greedy(m, "hf_mamba1");
+  EXPECT_EQ(got, want);
 }
 
 // The golden config.json with one field changed (or removed when `value` is null).
@@ -466,6 +452,73 @@ TEST(Mamba1HfConfig, TranslationAndRefusals) {
                      {"hf config", "unknown field 'mixer_rms_eps'", "\"mamba\""});
   test::expect_error([] { parse_checkpoint_layout(hf_config_with("state_size", "16"), "hf config"); },
                      {"hf config", "d_state"});
+}
+
+// ---- Hugging Face FalconMambaForCausalLM (§5: weightless RMSNorm on δ, B and C) ----
+
+TEST(Mamba1FalconGolden, LogitsMatchTransformers) {
+  test::GoldenRun g = test::load_golden("hf_falconmamba");
+  const Mamba1Config& c = std::get<Mamba1Config>(g.model.config().ssm);
+  EXPECT_TRUE(c.bcdt_rmsnorm);
+  EXPECT_EQ(c.bcdt_rms_eps, 1e-6);
+  EXPECT_LT(rel_err(test::packed_logits(g), g.ref), 1e-4);
+  // The recurrent form from several prefill lengths (around the conv width of 4).
+  for (int64_t k : {0, 1, 4, 5, 30})
+    EXPECT_LT(rel_err(test::prefill_then_step(g, 1, k), rows_of(g.ref, g.L, 2 * g.L, g.V)), 1e-4) << "k = " << k;
+}
+
+// The same checkpoint read as a plain "mamba" one (no norms on δ, B, C) is far from the
+// reference: the golden logits do tell the two apart.
+TEST(Mamba1FalconGolden, WithoutTheNormsLogitsDiffer) {
+  std::ifstream in(test::golden("hf_falconmamba/config.json"));
+  nlohmann::json j = nlohmann::json::parse(in);
+  j["model_type"] = "mamba";
+  j.erase("mixer_rms_eps");
+  test::TempDir dir;
+  std::ofstream(dir.file("config.json")) << j.dump();
+  std::filesystem::copy_file(test::golden("hf_falconmamba/model.safetensors"), dir.file("model.safetensors"));
+  test::GoldenRun g = test::load_golden("hf_falconmamba");
+  g.model = Model::load(dir.path());
+  EXPECT_GT(rel_err(test::packed_logits(g), g.ref), 1e-2);
+}
+
+TEST(Mamba1FalconGolden, GreedyTokensMatchTransformers) {
+  Model m = Model::load(test::golden("hf_falconmamba"));
+  const auto [got, want] = test::golden_greedy(m, "hf_falconmamba");
+  EXPECT_EQ(got, want);
+}
+
+// The golden FalconMamba config.json with one field changed (or removed when `value` is null).
+nlohmann::json falcon_config_with(const std::string& field, const nlohmann::json& value) {
+  std::ifstream in(test::golden("hf_falconmamba/config.json"));
+  nlohmann::json j = nlohmann::json::parse(in);
+  if (value.is_null()) j.erase(field);
+  else j[field] = value;
+  return j;
+}
+
+TEST(Mamba1FalconConfig, TranslationRefusalsAndNoReferenceConfig) {
+  auto mixer = [](const nlohmann::json& j) {
+    return std::get<Mamba1Config>(parse_checkpoint_layout(j, "falcon config").config.ssm);
+  };
+  const Mamba1Config m = mixer(falcon_config_with("mixer_rms_eps", 1e-3));
+  EXPECT_TRUE(m.bcdt_rmsnorm);
+  EXPECT_EQ(m.bcdt_rms_eps, 1e-3);
+  EXPECT_EQ(m.dt_rank, 8);
+  EXPECT_EQ(m.d_inner, 128);
+  EXPECT_EQ(mixer(falcon_config_with("mixer_rms_eps", nullptr)).bcdt_rms_eps, 1e-6);  // FalconMambaConfig's default
+  for (const nlohmann::json& bad : {nlohmann::json(0.0), nlohmann::json(-1e-6), nlohmann::json("1e-6")})
+    test::expect_error([&] { mixer(falcon_config_with("mixer_rms_eps", bad)); },
+                       {"falcon config", "mixer_rms_eps", "positive number"});
+  test::expect_error([] { parse_checkpoint_layout(falcon_config_with("some_new_field", 1), "falcon config"); },
+                     {"falcon config", "unknown field 'some_new_field'", "\"falcon_mamba\""});
+  test::expect_error([] { parse_checkpoint_layout(falcon_config_with("intermediate_size", 64), "falcon config"); },
+                     {"falcon config", "intermediate_size", "128"});
+  // The reference format cannot hold the norms: writing one is refused, not done without them.
+  Model model = Model::load(test::golden("hf_falconmamba"));
+  test::expect_error([&] { model_config_to_json(model.config()); }, {"FalconMamba", "no reference-format config"});
+  test::TempDir dir;
+  test::expect_error([&] { model.save(dir.path()); }, {"FalconMamba", "no reference-format config"});
 }
 
 // ---- Initialisation (§1, §2) and the preset ----

@@ -480,25 +480,7 @@ std::vector<float> forward_packed(Model& m, const std::vector<int32_t>& toks, co
 TEST(Mamba2Golden, PackedVarlenEqualsSeparate) {
   test::GoldenRun g = test::load_golden(kGolden);
   // Runs of different lengths (one shorter than the conv window, one over two chunks) cut from the ids.
-  const std::vector<int64_t> lens = {3, 37, 20};
-  std::vector<int32_t> toks;
-  for (size_t i = 0; i < lens.size(); ++i)
-    toks.insert(toks.end(), g.ids.begin() + int64_t(i) * 17, g.ids.begin() + int64_t(i) * 17 + lens[i]);
-  const std::vector<int64_t> cu = cu_of(lens);
-  std::vector<SequenceState> st;
-  const std::vector<float> packed = forward_packed(g.model, toks, lens, st);
-  for (size_t i = 0; i < lens.size(); ++i) {
-    std::vector<SequenceState> one;
-    const std::vector<float> alone =
-        forward_packed(g.model, std::vector<int32_t>(toks.begin() + cu[i], toks.begin() + cu[i + 1]), {lens[i]}, one);
-    // Not bitwise: BLAS blocks a GEMM differently for different row counts; fp32 rounding only.
-    EXPECT_LT(rel_err(std::vector<float>(packed.begin() + cu[i] * g.V, packed.begin() + cu[i + 1] * g.V), alone), 1e-5)
-        << "sequence " << i;
-    for (size_t l = 0; l < one[0].layers.size(); ++l)
-      for (size_t k = 0; k < one[0].layers[l].buffers.size(); ++k)
-        EXPECT_LT(rel_err(st[i].layers[l].buffers[k].data, one[0].layers[l].buffers[k].data), 1e-5)
-            << "sequence " << i << " layer " << l << " state " << one[0].layers[l].buffers[k].name;
-  }
+  test::expect_packed_equals_separate(g, {3, 37, 20}, 17);
 }
 
 // Steps `s` through toks one token at a time; the logits of each.
@@ -550,22 +532,9 @@ TEST(Mamba2Hf, LogitsMatchReference) {
 
 // The prompt prefilled, then 12 greedy tokens through the recurrent form: HF's own tokens.
 TEST(Mamba2Hf, GreedyTokensMatchReference) {
-  test::GoldenRun g = test::load_golden("hf_mamba2");
-  auto f = SafetensorsFile::open(test::golden("hf_mamba2/golden.safetensors"));
-  const Tensor prompt = f.get("greedy_prompt"), want = f.get("greedy_out");
-  std::vector<int32_t> toks(prompt.ptr<int64_t>(), prompt.ptr<int64_t>() + prompt.numel());
-  const int64_t V = g.model.config().vocab_size;
-  std::vector<SequenceState> st(1, g.model.new_state());
-  SequenceState* sp = &st[0];
-  std::vector<float> logits(static_cast<size_t>(g.V));
-  const int64_t cu[2] = {0, int64_t(toks.size())};
-  g.model.forward(toks, cu, std::span<SequenceState* const>(&sp, 1), logits.data(), true);
-  while (int64_t(toks.size()) < want.numel()) {
-    toks.push_back(int32_t(std::max_element(logits.begin(), logits.begin() + V) - logits.begin()));
-    if (int64_t(toks.size()) < want.numel())
-      g.model.step(std::span<const int32_t>(&toks.back(), 1), std::span<SequenceState* const>(&sp, 1), logits.data());
-  }
-  EXPECT_EQ(toks, std::vector<int32_t>(want.ptr<int64_t>(), want.ptr<int64_t>() + want.numel()));
+  Model m = Model::load(test::golden("hf_mamba2"));
+  const auto [got, want] = test::golden_greedy(m, "hf_mamba2");
+  EXPECT_EQ(got, want);
 }
 
 nlohmann::json hf_config() {

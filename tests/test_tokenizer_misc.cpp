@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "m3/error.h"
@@ -91,6 +92,31 @@ TEST(TokenizerStream, FlushReleasesInvalidBytes) {
   EXPECT_EQ(out, t.decode(std::vector<int32_t>{*lead, *lead}));
 }
 
+// Generated ids are arbitrary: incomplete characters, special tokens anywhere, byte tokens
+// that never form a character. Streaming them must still give decode()'s text.
+TEST(TokenizerStream, RandomIdsStreamToTheFullDecode) {
+  std::mt19937 rng(5);
+  for (const char* name : {"sp_bpe", "metaspace", "llama3", "gpt2", "mixed", "edge"}) {
+    const m3::Tokenizer t = m3::Tokenizer::load(data_path(std::string(name) + ".json"));
+    std::uniform_int_distribution<int32_t> id(0, t.vocab_size() - 1);
+    std::vector<int32_t> specials;
+    for (int32_t x = 0; x < t.vocab_size(); ++x)
+      if (t.is_special(x)) specials.push_back(x);
+    ASSERT_FALSE(specials.empty()) << name;
+    for (int sequence = 0; sequence < 300; ++sequence) {
+      std::vector<int32_t> ids(1 + rng() % 40);
+      for (int32_t& x : ids) x = rng() % 8 == 0 ? specials[rng() % specials.size()] : id(rng);
+      for (bool skip_special : {true, false}) {
+        m3::StreamDecoder s(t, skip_special);
+        std::string out;
+        for (int32_t x : ids) out += s.push(x);
+        out += s.flush();
+        ASSERT_EQ(out, t.decode(ids, skip_special)) << name << " ids " << ids_line(ids);
+      }
+    }
+  }
+}
+
 TEST(TokenizerHugeInput, LongRunsDoNotOverflowTheRegexStack) {
   const m3::Tokenizer t = m3::Tokenizer::load(data_path("llama3.json"));
   for (const std::string& text : {std::string(1 << 20, ' '), std::string(1 << 20, 'x'),
@@ -98,6 +124,46 @@ TEST(TokenizerHugeInput, LongRunsDoNotOverflowTheRegexStack) {
     const auto ids = t.encode(text, false);
     EXPECT_EQ(t.decode(ids), text);
   }
+}
+
+// A BPE tokenizer without a pre-tokenizer (the whole text is one word) over a, b, c, x.
+m3::Tokenizer whole_text_bpe(const std::string& merges) {
+  return m3::Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "c": 2, "x": 3, "ab": 4,
+      "bc": 5, "abc": 6, "aa": 7}, "merges": )" + merges + "}}");
+}
+
+std::vector<int32_t> repeated(const std::vector<int32_t>& ids, size_t times) {
+  std::vector<int32_t> r;
+  for (size_t i = 0; i < times; ++i) r.insert(r.end(), ids.begin(), ids.end());
+  return r;
+}
+
+// A long word is merged in runs split where no merge can ever join two symbols; the runs must
+// see merges that join them only through intermediate tokens (here b|c and a|b, which no merge
+// joins directly), and the same result must come back from the caches.
+TEST(TokenizerHugeInput, LongWordsMergeAcrossIndirectJoins) {
+  for (const std::string merges : {R"(["a b", "ab c"])", R"(["b c", "a bc"])"}) {
+    SCOPED_TRACE(merges);
+    const m3::Tokenizer t = whole_text_bpe(merges);
+    std::string text;
+    for (size_t times : {size_t{1}, size_t{3}, size_t{500}}) {
+      text.clear();
+      for (size_t i = 0; i < times; ++i) text += "abcx";
+      for (int pass = 0; pass < 2; ++pass) EXPECT_EQ(t.encode(text), repeated({6, 3}, times)) << times;
+    }
+  }
+}
+
+// Runs past the rescanning merge loop's limit go through the heap: lowest rank, then leftmost.
+TEST(TokenizerHugeInput, LongRunsMergeLeftmostFirst) {
+  const m3::Tokenizer t = whole_text_bpe(R"(["a a", "a b", "b c"])");
+  EXPECT_EQ(t.encode(std::string(1000, 'a')), repeated({7}, 500));
+  std::vector<int32_t> odd = repeated({7}, 500);
+  odd.push_back(0);
+  EXPECT_EQ(t.encode(std::string(1001, 'a')), odd);
+  std::string abc;
+  for (int i = 0; i < 300; ++i) abc += "abc";
+  EXPECT_EQ(t.encode(abc), repeated({4, 2}, 300));  // "a b" outranks "b c"
 }
 
 TEST(TokenizerTrain, TrainedTokenizerLoadsAndRoundTrips) {

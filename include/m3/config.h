@@ -22,6 +22,7 @@ struct Mamba3Config {
   int64_t d_inner = 0, nheads = 0, n_angles = 0;
   int64_t rank() const { return is_mimo ? mimo_rank : 1; }
   int64_t in_proj_dim() const { return 2 * d_inner + 2 * d_state * ngroups * rank() + 3 * nheads + n_angles; }
+  bool operator==(const Mamba3Config&) const = default;
 };
 
 struct Mamba2Config {
@@ -41,13 +42,19 @@ struct Mamba2Config {
   int64_t d_mlp() const { return d_inner - d_ssm; }
   int64_t conv_dim() const { return d_ssm + 2 * ngroups * d_state; }
   int64_t in_proj_dim() const { return 2 * d_inner + 2 * ngroups * d_state + nheads; }
+  bool operator==(const Mamba2Config&) const = default;
 };
 
 struct Mamba1Config {
   int64_t d_state = 16, d_conv = 4, expand = 2, dt_rank = -1;  // -1: "auto"
   double dt_min = 0.001, dt_max = 0.1, dt_init_floor = 1e-4, dt_scale = 1.0;
   bool dt_init_random = true, conv_bias = true, bias = false;
+  // FalconMamba (spec/mamba1.md §5): δ, B and C each through a weightless RMSNorm of epsilon
+  // bcdt_rms_eps after x_proj. The reference format cannot express it.
+  bool bcdt_rmsnorm = false;
+  double bcdt_rms_eps = 1e-6;
   int64_t d_inner = 0;
+  bool operator==(const Mamba1Config&) const = default;
 };
 
 struct AttnConfig {
@@ -58,6 +65,7 @@ struct AttnConfig {
   double rotary_emb_base = 10000;
   bool rotary_emb_interleaved = false;
   int64_t qkv_dim() const { return head_dim * (num_heads + 2 * num_heads_kv); }
+  bool operator==(const AttnConfig&) const = default;
 };
 
 enum class MixerKind { Mamba1, Mamba2, Mamba3, Attention };
@@ -78,12 +86,16 @@ struct ModelConfig {
   }
   int64_t mlp_hidden() const { return (d_intermediate + 127) / 128 * 128; }
   MixerKind layer_kind(int64_t i) const;
+  // Every field, given and derived (what the config round trip must preserve).
+  bool operator==(const ModelConfig&) const = default;
 };
 
 // Parses a reference-format config object; `source` names it in errors (usually the file path).
 ModelConfig parse_model_config(const nlohmann::json& j, const std::string& source);
 ModelConfig load_model_config(const std::string& path);
-// The reference-format JSON of a config (what `m3 init` writes); parse(to_json(c)) == c.
+// The reference-format JSON of a config (what `m3 init` writes); parse(to_json(c)) == c. Throws
+// m3::Error for what the format cannot express (Hugging Face norms: another epsilon, FalconMamba's
+// dt/B/C norms, Mamba-2's norm over all groups).
 nlohmann::json model_config_to_json(const ModelConfig& c);
 
 }  // namespace m3

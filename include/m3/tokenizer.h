@@ -51,6 +51,10 @@ class Tokenizer {
  private:
   struct Impl;
   explicit Tokenizer(std::unique_ptr<Impl> impl);
+  // For StreamDecoder: what `id` adds to decode()'s text. kOpen: text that may still change when
+  // more ids follow (a byte of a ByteFallback run, which becomes U+FFFDs unless valid UTF-8).
+  enum class Piece { kNothing, kFinal, kOpen };
+  Piece piece(int32_t id, bool skip_special_tokens) const;
   std::unique_ptr<Impl> impl_;
   friend class StreamDecoder;
 };
@@ -73,6 +77,7 @@ class StreamDecoder {
   std::vector<int32_t> ids_;  // context tokens followed by not-yet-emitted tokens
   size_t prefix_ids_ = 0;     // ids_[0, prefix_ids_) were already emitted (kept as context)
   std::string prefix_text_;   // decode of ids_[0, prefix_ids_)
+  bool open_ = false;         // the last id that adds text is Piece::kOpen
 };
 
 // Options of the byte-level BPE trainer (Llama-3-style split regex + ByteLevel mapping).

@@ -1,6 +1,7 @@
 // Mamba-1 mixer on the CPU (spec/mamba1.md §3): in_proj → [x | z]; u = silu(causal conv1d(x));
-// x_proj(u) → [δ | B | C]; Δ = softplus(dt_proj(δ)); the selective scan (cpu/selective_scan);
-// y ⊙ silu(z); out_proj. Decode is the same pipeline over one token per sequence.
+// x_proj(u) → [δ | B | C] (FalconMamba, §5: each then through a weightless RMSNorm);
+// Δ = softplus(dt_proj(δ)); the selective scan (cpu/selective_scan); y ⊙ silu(z); out_proj.
+// Decode is the same pipeline over one token per sequence.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -15,6 +16,16 @@ namespace m3::cpu {
 
 namespace {
 
+// v[n] ← v / sqrt(mean(v²) + eps): FalconMamba's RMSNorm without weight (spec/mamba1.md §5).
+void rms_normalize(float* v, int64_t n, float eps) {
+  float ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t i = 0; i < n; ++i) ss += v[i] * v[i];
+  const float r = 1.0f / std::sqrt(ss / float(n) + eps);
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) v[i] *= r;
+}
+
 class Mamba1Layer final : public Layer {
  public:
   Mamba1Layer(const Mamba1Config& c, int64_t d_model, ParamMap p) : c_(c), d_model_(d_model), p_(std::move(p)) {
@@ -27,7 +38,7 @@ class Mamba1Layer final : public Layer {
   std::string describe() const override {
     return "Mamba1 d_inner " + std::to_string(c_.d_inner) + " d_state " + std::to_string(c_.d_state) + " d_conv " +
            std::to_string(c_.d_conv) + " dt_rank " + std::to_string(c_.dt_rank) + (c_.bias ? " bias" : "") +
-           (c_.conv_bias ? "" : " no-conv-bias");
+           (c_.conv_bias ? "" : " no-conv-bias") + (c_.bcdt_rmsnorm ? " dt/B/C-RMSNorm" : "");
   }
   LayerState new_state() const override { return mamba1_new_state(c_); }
 
@@ -60,6 +71,16 @@ class Mamba1Layer final : public Layer {
     // dbc: [T, R + 2N] = [δ | B | C]; delta: [T, DI] = softplus(dt_proj(δ)).
     dbc_.resize(static_cast<size_t>(T * xbc_dim()));
     linear_fwd(dbc_.data(), xz_.data(), p_.at("x_proj.weight").f32(), nullptr, T, DI, xbc_dim(), 2 * DI);
+    if (c_.bcdt_rmsnorm) {
+      const float eps = float(c_.bcdt_rms_eps);
+#pragma omp parallel for if (T * xbc_dim() > 65536)
+      for (int64_t t = 0; t < T; ++t) {
+        float* row = dbc_.data() + t * xbc_dim();
+        rms_normalize(row, R, eps);
+        rms_normalize(row + R, N, eps);
+        rms_normalize(row + R + N, N, eps);
+      }
+    }
     delta_.resize(static_cast<size_t>(T * DI));
     linear_fwd(delta_.data(), dbc_.data(), p_.at("dt_proj.weight").f32(), p_.at("dt_proj.bias").f32(), T, R, DI,
                xbc_dim());

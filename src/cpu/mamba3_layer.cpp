@@ -2,6 +2,7 @@
 // (cpu/mamba3_scan), output gating or gated norm and MIMO down-projection (§4), out_proj.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -34,11 +35,15 @@ class Mamba3Layer final : public Layer {
     w_.norm = c_.is_outproj_norm ? get("norm.weight") : ones_.data();
   }
 
+  // Every hyperparameter the math reads (spec §1; dt_min, dt_max and dt_init_floor only initialise).
   std::string describe() const override {
+    char a_floor[32];
+    std::snprintf(a_floor, sizeof a_floor, "%g", c_.A_floor);
     std::string s = "Mamba3 " + std::string(c_.is_mimo ? "MIMO rank " + std::to_string(c_.mimo_rank) : "SISO") +
                     " heads " + std::to_string(c_.nheads) + "x" + std::to_string(c_.headdim) + " d_state " +
                     std::to_string(c_.d_state) + " groups " + std::to_string(c_.ngroups) + " rope_fraction " +
-                    (c_.rope_fraction == 1.0 ? "1.0" : "0.5") + " (" + std::to_string(c_.n_angles) + " angles)";
+                    (c_.rope_fraction == 1.0 ? "1.0" : "0.5") + " (" + std::to_string(c_.n_angles) + " angles)" +
+                    " A_floor " + a_floor + " chunk " + std::to_string(c_.chunk_size);
     if (c_.is_outproj_norm) s += " outproj_norm";
     return s;
   }

@@ -1,11 +1,11 @@
 #include "m3/config.h"
 
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "io/json_file.h"
 #include "m3/error.h"
 
 namespace m3 {
@@ -105,9 +105,9 @@ void positive(int64_t v, const std::string& what) { in_range(v, 1, what); }
 void derived_width(double v, const std::string& what) {
   check(v <= kMaxWidth, what + " would be " + std::to_string(v) + ", more than 2^31 - 1");
 }
-void finite(double v, const std::string& what) {
-  check(std::isfinite(v), what + " must be finite, found " + std::to_string(v));
-}
+// A number as config.json spells it (0.3, not 0.300000; inf as "inf").
+std::string num(double v) { return std::isfinite(v) ? json(v).dump() : std::to_string(v); }
+void finite(double v, const std::string& what) { check(std::isfinite(v), what + " must be finite, found " + num(v)); }
 
 Mamba3Config parse_mamba3(Fields& f, int64_t d_model, const std::string& w) {
   Mamba3Config c;
@@ -131,7 +131,7 @@ Mamba3Config parse_mamba3(Fields& f, int64_t d_model, const std::string& w) {
   positive(c.chunk_size, w + ".chunk_size");
   if (c.is_mimo) positive(c.mimo_rank, w + ".mimo_rank");
   check(c.rope_fraction == 0.5 || c.rope_fraction == 1.0,
-        w + ".rope_fraction must be 0.5 or 1.0, found " + std::to_string(c.rope_fraction));
+        w + ".rope_fraction must be 0.5 or 1.0, found " + num(c.rope_fraction));
   for (auto [v, n] : {std::pair{c.dt_min, "dt_min"}, {c.dt_max, "dt_max"}, {c.dt_init_floor, "dt_init_floor"},
                       {c.A_floor, "A_floor"}})
     finite(v, w + "." + n);
@@ -150,7 +150,9 @@ Mamba3Config parse_mamba3(Fields& f, int64_t d_model, const std::string& w) {
   derived_width(2.0 * double(c.d_inner) + 2.0 * double(c.d_state) * double(c.ngroups) * double(c.rank()) +
                     3.0 * double(c.nheads) + double(c.n_angles),
                 w + ": the in_proj width");
-  check(c.A_floor >= 0 && c.dt_min > 0 && c.dt_max >= c.dt_min, w + ": need A_floor >= 0 and 0 < dt_min <= dt_max");
+  check(c.A_floor >= 0, w + ".A_floor must be >= 0, found " + num(c.A_floor));
+  check(c.dt_min > 0, w + ".dt_min must be > 0, found " + num(c.dt_min));
+  check(c.dt_max >= c.dt_min, w + ".dt_max " + num(c.dt_max) + " must be >= dt_min " + num(c.dt_min));
   return c;
 }
 
@@ -247,9 +249,11 @@ AttnConfig parse_attn(const json& j, int64_t d_model, const std::string& w, bool
   positive(c.num_heads, w + ".num_heads");
   if (c.num_heads_kv == 0) c.num_heads_kv = c.num_heads;
   positive(c.num_heads_kv, w + ".num_heads_kv");
-  check(c.num_heads % c.num_heads_kv == 0, w + ": num_heads_kv must divide num_heads");
+  check(c.num_heads % c.num_heads_kv == 0, w + ": num_heads_kv " + std::to_string(c.num_heads_kv) +
+                                               " does not divide num_heads " + std::to_string(c.num_heads));
   if (c.head_dim == 0) {
-    check(d_model % c.num_heads == 0, w + ": num_heads does not divide d_model (set head_dim)");
+    check(d_model % c.num_heads == 0, w + ": num_heads " + std::to_string(c.num_heads) + " does not divide d_model " +
+                                          std::to_string(d_model) + " (set head_dim)");
     c.head_dim = d_model / c.num_heads;
   }
   positive(c.head_dim, w + ".head_dim");
@@ -259,10 +263,13 @@ AttnConfig parse_attn(const json& j, int64_t d_model, const std::string& w, bool
   derived_width(double(c.head_dim) * double(c.num_heads + 2 * c.num_heads_kv) + double(c.mlp_dim),
                 w + ": the in_proj width");
   check(c.rotary_emb_dim >= 0 && c.rotary_emb_dim % 2 == 0 && c.rotary_emb_dim <= c.head_dim,
-        w + ".rotary_emb_dim must be even and at most head_dim");
+        w + ".rotary_emb_dim must be even and in [0, head_dim " + std::to_string(c.head_dim) + "], found " +
+            std::to_string(c.rotary_emb_dim));
   check(c.softmax_scale >= 0 && std::isfinite(c.softmax_scale),
-        w + ".softmax_scale must be finite and positive (or 0 for 1/sqrt(head_dim))");
-  check(c.rotary_emb_base > 0 && std::isfinite(c.rotary_emb_base), w + ".rotary_emb_base must be finite and positive");
+        w + ".softmax_scale must be finite and positive (or 0 for 1/sqrt(head_dim)), found " +
+            num(c.softmax_scale));
+  check(c.rotary_emb_base > 0 && std::isfinite(c.rotary_emb_base),
+        w + ".rotary_emb_base must be finite and positive, found " + num(c.rotary_emb_base));
   return c;
 }
 
@@ -329,15 +336,7 @@ ModelConfig parse_model_config(const json& j, const std::string& source) {
 }
 
 ModelConfig load_model_config(const std::string& path) {
-  std::ifstream in(path);
-  check(bool(in), path + ": cannot open");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(path + ": malformed JSON: " + e.what());
-  }
-  return parse_model_config(j, path);
+  return parse_model_config(read_json_file(path), path);
 }
 
 json model_config_to_json(const ModelConfig& c) {
@@ -364,12 +363,16 @@ json model_config_to_json(const ModelConfig& c) {
     if (std::isfinite(m2->dt_limit_max) || m2->dt_limit_min > 0)
       s["dt_limit"] = {m2->dt_limit_min, std::isfinite(m2->dt_limit_max) ? json(m2->dt_limit_max) : json("inf")};
   } else if (auto* m1 = std::get_if<Mamba1Config>(&c.ssm)) {
+    check(!m1->bcdt_rmsnorm && c.norm_eps == 1e-5,
+          "this Mamba1 model's norms (FalconMamba's on dt, B and C, or eps != 1e-5) have no reference-format config");
     s.update({{"d_state", m1->d_state}, {"d_conv", m1->d_conv}, {"expand", m1->expand}, {"dt_rank", m1->dt_rank},
               {"dt_min", m1->dt_min}, {"dt_max", m1->dt_max}, {"dt_init_floor", m1->dt_init_floor},
               {"dt_scale", m1->dt_scale}, {"dt_init", m1->dt_init_random ? "random" : "constant"},
               {"conv_bias", m1->conv_bias}, {"bias", m1->bias}});
   }
   j["ssm_cfg"] = s;
+  check(c.norm_eps == 1e-5, "this model's norm epsilon " + num(c.norm_eps) +
+                                " has no reference-format config (its norms always use 1e-5, spec/model.md §1)");
   j["attn_layer_idx"] = c.attn_layer_idx;
   json a = json::object();
   if (c.attn.num_heads > 0) {

@@ -1,14 +1,18 @@
-// Hugging Face config translation (spec/mamba2.md §5): each field of the checkpoint's config.json
-// is mapped onto its reference-format name, the result is parsed (and so validated) like a
-// reference config, then the properties that format cannot express are set. Every field is
-// accounted for: mapped, checked against the one value this engine implements, or listed as
-// having no effect on inference; anything else is refused, as reference configs are.
+// Hugging Face config translation (spec/mamba1.md §5, spec/mamba2.md §5). Each supported
+// model_type is a table (HfFamily) and one loop translates any of them: fields with a
+// reference-format name are mapped onto it and the result is parsed (and so validated) like a
+// reference config; the family's own fields are read after that and set what the reference format
+// cannot express; fields that must hold the one value this engine implements are checked; fields
+// that change nothing at inference are listed; anything else is refused, as reference configs are.
 #include "io/hf_config.h"
 
-#include <fstream>
+#include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
+#include <vector>
 
+#include "io/json_file.h"
 #include "m3/error.h"
 
 namespace m3 {
@@ -17,59 +21,228 @@ namespace {
 
 using json = nlohmann::json;
 
-// Fields that describe the file or training, not the network's math.
-const std::set<std::string> kNoEffect = {
-    "architectures", "model_type", "transformers_version", "dtype", "torch_dtype", "bos_token_id", "eos_token_id",
-    "pad_token_id", "use_cache", "initializer_range", "rescale_prenorm_residual", "time_step_rank"};
+// Typed reads of an HF config's own fields; errors name the source and the field.
+class HfFields {
+ public:
+  HfFields(const json& j, const std::string& source) : j_(j), source_(source) {}
+  std::string at(const std::string& key) const { return source_ + ": field '" + key + "'"; }
+  std::optional<int64_t> integer(const std::string& key) const {
+    const json* v = find(key);
+    if (!v) return std::nullopt;
+    check(v->is_number_integer(), at(key) + ": expected an integer, found " + v->dump());
+    return v->get<int64_t>();
+  }
+  double positive(const std::string& key, double fallback) const {
+    const json* v = find(key);
+    if (!v) return fallback;
+    check(v->is_number() && v->get<double>() > 0 && std::isfinite(v->get<double>()),
+          at(key) + ": expected a positive number, found " + v->dump());
+    return v->get<double>();
+  }
+  // A field that, when present, must hold the one value this engine implements.
+  void require(const std::string& key, const json& value) const {
+    const json* v = find(key);
+    check(!v || *v == value, at(key) + ": only " + value.dump() + " is implemented, found " + (v ? v->dump() : ""));
+  }
 
-// Mamba2ForCausalLM → MambaLMHeadModel with Mamba2 mixers: HF name → reference name (spec §5).
-const std::map<std::string, std::string> kMamba2Top = {
-    {"hidden_size", "d_model"}, {"num_hidden_layers", "n_layer"}, {"vocab_size", "vocab_size"},
-    {"residual_in_fp32", "residual_in_fp32"}, {"tie_word_embeddings", "tie_embeddings"}};
+ private:
+  const json* find(const std::string& key) const {
+    auto it = j_.find(key);
+    return it == j_.end() || it->is_null() ? nullptr : &*it;
+  }
+  const json& j_;
+  const std::string& source_;
+};
+
+// One supported model_type.
+struct HfFamily {
+  const char* model_type;
+  const char* layer;                       // the reference's ssm_cfg.layer
+  std::map<std::string, std::string> ssm;  // HF name → reference ssm_cfg name
+  std::set<std::string> own;               // fields `finish` reads
+  std::set<std::string> no_effect;         // beyond kNoEffect
+  // Reads the family's own fields; sets what the reference format cannot express.
+  void (*finish)(const HfFields& f, ModelConfig& c);
+};
+
+// Every family: HF name → reference top-level name (spec/model.md §1).
+const std::map<std::string, std::string> kTop = {{"hidden_size", "d_model"},
+                                                 {"num_hidden_layers", "n_layer"},
+                                                 {"vocab_size", "vocab_size"},
+                                                 {"residual_in_fp32", "residual_in_fp32"},
+                                                 {"tie_word_embeddings", "tie_embeddings"}};
+// Fields that describe the file, generation or training, not the network's math.
+const std::set<std::string> kNoEffect = {"architectures", "model_type",  "transformers_version",
+                                         "dtype",         "torch_dtype", "_name_or_path",
+                                         "bos_token_id",  "eos_token_id", "pad_token_id",
+                                         "use_cache",     "initializer_range", "rescale_prenorm_residual"};
+
+// MambaForCausalLM and FalconMambaForCausalLM (spec/mamba1.md §5).
+const std::map<std::string, std::string> kMamba1Ssm = {
+    {"state_size", "d_state"},       {"conv_kernel", "d_conv"},          {"expand", "expand"},
+    {"time_step_rank", "dt_rank"},   {"use_bias", "bias"},               {"use_conv_bias", "conv_bias"},
+    {"time_step_min", "dt_min"},     {"time_step_max", "dt_max"},        {"time_step_floor", "dt_init_floor"},
+    {"time_step_scale", "dt_scale"}, {"time_step_init_scheme", "dt_init"}};
+// Which implementation of the same scan HF runs; and (the last row) what conversions from the
+// reference format leave behind, which HF reads no further: it always uses RMSNorm, does not pad
+// the vocabulary and takes its sizes from the fields above.
+const std::set<std::string> kMamba1NoEffect = {"use_mambapy", "use_falcon_mambapy", "use_associative_scan",
+                                               "d_model",     "n_layer",            "ssm_cfg",
+                                               "rms_norm",    "fused_add_norm",     "pad_vocab_size_multiple"};
+
+void finish_mamba1(const HfFields& f, ModelConfig& c) {
+  const Mamba1Config& m = std::get<Mamba1Config>(c.ssm);
+  if (const std::optional<int64_t> n = f.integer("intermediate_size"))
+    check(*n == m.d_inner, f.at("intermediate_size") + ": " + std::to_string(*n) +
+                               " does not match expand · hidden_size = " + std::to_string(m.d_inner));
+}
+
+void finish_falcon_mamba(const HfFields& f, ModelConfig& c) {
+  finish_mamba1(f, c);
+  Mamba1Config& m = std::get<Mamba1Config>(c.ssm);
+  m.bcdt_rmsnorm = true;
+  m.bcdt_rms_eps = f.positive("mixer_rms_eps", 1e-6);  // FalconMambaConfig's default
+}
+
+// Mamba2ForCausalLM (spec/mamba2.md §5).
 const std::map<std::string, std::string> kMamba2Ssm = {
-    {"state_size", "d_state"},         {"n_groups", "ngroups"},          {"conv_kernel", "d_conv"},
-    {"expand", "expand"},              {"head_dim", "headdim"},          {"use_bias", "bias"},
-    {"use_conv_bias", "conv_bias"},    {"chunk_size", "chunk_size"},     {"time_step_limit", "dt_limit"},
-    {"time_step_min", "dt_min"},       {"time_step_max", "dt_max"},      {"time_step_floor", "dt_init_floor"}};
+    {"state_size", "d_state"},       {"n_groups", "ngroups"},         {"conv_kernel", "d_conv"},
+    {"expand", "expand"},            {"head_dim", "headdim"},         {"use_bias", "bias"},
+    {"use_conv_bias", "conv_bias"},  {"chunk_size", "chunk_size"},    {"time_step_limit", "dt_limit"},
+    {"time_step_min", "dt_min"},     {"time_step_max", "dt_max"},     {"time_step_floor", "dt_init_floor"}};
 
-CheckpointLayout parse_hf_mamba2(const json& j, const std::string& source) {
+void finish_mamba2(const HfFields& f, ModelConfig& c) {
+  Mamba2Config& m = std::get<Mamba2Config>(c.ssm);
+  const std::optional<int64_t> n = f.integer("num_heads");
+  check(n.has_value(), f.at("num_heads") + " is missing");
+  check(*n == m.nheads, f.at("num_heads") + ": " + std::to_string(*n) + " does not match expand · hidden_size / " +
+                            "head_dim = " + std::to_string(m.nheads));
+  // HF's Mamba2Mixer applies the gated norm, after the gate, over all of d_inner, with the
+  // checkpoint's epsilon (spec §5); only that is implemented.
+  f.require("rms_norm", true);
+  f.require("norm_before_gate", false);
+  m.norm_per_group = false;
+  m.norm_eps = c.norm_eps;
+}
+
+const HfFamily kFamilies[] = {
+    {"mamba", "Mamba1", kMamba1Ssm, {"intermediate_size"}, kMamba1NoEffect, finish_mamba1},
+    {"falcon_mamba", "Mamba1", kMamba1Ssm, {"intermediate_size", "mixer_rms_eps"}, kMamba1NoEffect,
+     finish_falcon_mamba},
+    // time_step_rank: Mamba2Config keeps it; the mixer never reads it.
+    {"mamba2", "Mamba2", kMamba2Ssm, {"num_heads", "rms_norm", "norm_before_gate"}, {"time_step_rank"}, finish_mamba2},
+};
+
+CheckpointLayout translate(const HfFamily& fam, const json& j, const std::string& source) {
   json ref = {{"pad_vocab_size_multiple", 1}, {"d_intermediate", 0}, {"rms_norm", true},
               {"tie_embeddings", true},  // PretrainedConfig's default for tie_word_embeddings
-              {"ssm_cfg", {{"layer", "Mamba2"}}}};
-  int64_t num_heads = -1;
-  double eps = 1e-5;
+              {"ssm_cfg", {{"layer", fam.layer}}}};
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
-    const std::string at = source + ": field '" + k + "'";
-    if (auto m = kMamba2Top.find(k); m != kMamba2Top.end()) {
+    if (auto m = kTop.find(k); m != kTop.end()) {
       ref[m->second] = *it;
-    } else if (auto s = kMamba2Ssm.find(k); s != kMamba2Ssm.end()) {
+    } else if (auto s = fam.ssm.find(k); s != fam.ssm.end()) {
       ref["ssm_cfg"][s->second] = *it;
-    } else if (k == "num_heads") {
-      check(it->is_number_integer(), at + ": expected an integer, found " + it->dump());
-      num_heads = it->get<int64_t>();
-    } else if (k == "layer_norm_epsilon") {
-      check(it->is_number() && it->get<double>() > 0, at + ": expected a positive number, found " + it->dump());
-      eps = it->get<double>();
-    } else if (k == "hidden_act") {
-      check(*it == "silu", at + ": only \"silu\" is implemented, found " + it->dump());
-    } else if (k == "rms_norm" || k == "norm_before_gate") {
-      // HF's Mamba2Mixer applies the gated norm, after the gate (spec §5); only that is implemented.
-      check(*it == (k == "rms_norm"), at + ": only " + (k == "rms_norm" ? "true" : "false") + " is implemented");
     } else {
-      check(kNoEffect.count(k) != 0, source + ": unknown field '" + k + "' for model_type \"mamba2\"");
+      check(fam.own.count(k) || kNoEffect.count(k) || fam.no_effect.count(k) || k == "layer_norm_epsilon" ||
+                k == "hidden_act",
+            source + ": unknown field '" + k + "' for model_type \"" + fam.model_type + "\"");
     }
   }
+  const HfFields f(j, source);
+  f.require("hidden_act", "silu");
   CheckpointLayout l;
-  l.config = parse_model_config(ref, source + " (translated from Hugging Face's Mamba2 config)");
-  Mamba2Config& m = std::get<Mamba2Config>(l.config.ssm);
-  check(num_heads == m.nheads, source + ": num_heads " + std::to_string(num_heads) + " does not match expand · " +
-                                   "hidden_size / head_dim = " + std::to_string(m.nheads));
-  l.config.norm_eps = eps;
-  m.norm_eps = eps;
-  m.norm_per_group = false;  // HF's MambaRMSNormGated normalises over all of d_inner (spec §5)
+  l.config = parse_model_config(ref, source + " (translated from Hugging Face's \"" + fam.model_type + "\" config)");
+  l.config.norm_eps = f.positive("layer_norm_epsilon", 1e-5);
+  fam.finish(f, l.config);
   l.renames = {{"backbone.embedding.weight", "backbone.embeddings.weight"}};
   return l;
+}
+
+// ---- Known families this engine does not run: what in each config needs what it lacks ----
+
+double number_or(const json& j, const char* key, double fallback) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
+}
+std::string string_or(const json& j, const char* key, const std::string& fallback) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+// The multipliers among `keys` (numbers or arrays of numbers) that are not 1, as "name value".
+std::vector<std::string> non_unit(const json& j, std::initializer_list<const char*> keys) {
+  std::vector<std::string> r;
+  for (const char* k : keys) {
+    auto it = j.find(k);
+    if (it == j.end()) continue;
+    bool unit = true;
+    for (const json& v : it->is_array() ? *it : json::array({*it})) unit = unit && (!v.is_number() || v == 1.0);
+    if (!unit) r.push_back(std::string(k) + " " + it->dump());
+  }
+  return r;
+}
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string r;
+  for (const auto& p : parts) r += (r.empty() ? "" : sep) + p;
+  return r;
+}
+
+std::string experts(const json& j, const char* n_key, const char* shared) {
+  return std::to_string(int64_t(number_or(j, n_key, 0))) + " routed experts, top-" +
+         std::to_string(int64_t(number_or(j, "num_experts_per_tok", 0))) + ", plus " + shared;
+}
+
+std::vector<std::string> nemotron_h_needs(const json& j) {
+  // Block kinds come as layers_block_type, or in older configs as hybrid_override_pattern
+  // (M Mamba-2, * attention, - MLP, E MoE).
+  std::set<std::string> kinds;
+  if (auto t = j.find("layers_block_type"); t != j.end() && t->is_array())
+    for (const json& b : *t) kinds.insert(b.is_string() ? b.get<std::string>() : b.dump());
+  if (auto p = j.find("hybrid_override_pattern"); p != j.end() && p->is_string())
+    for (char ch : p->get<std::string>()) {
+      if (ch == '-') kinds.insert("mlp");
+      if (ch == 'E') kinds.insert("moe");
+    }
+  std::vector<std::string> r;
+  if (kinds.count("moe"))
+    r.push_back("mixture-of-experts (MoE) blocks (" + experts(j, "n_routed_experts", "shared experts") +
+                ", sigmoid routing)");
+  if (kinds.count("mlp"))
+    r.push_back("MLP blocks standing alone as layers (activation " + string_or(j, "mlp_hidden_act", "?") + ")");
+  r.push_back("NemotronH's layout of one mixer, MLP or MoE per block");
+  return r;
+}
+
+std::vector<std::string> falcon_h1_needs(const json& j) {
+  std::vector<std::string> r = {"parallel hybrid layers (attention and Mamba-2 side by side in every layer)"};
+  const auto mup = non_unit(j, {"embedding_multiplier", "lm_head_multiplier", "attention_in_multiplier",
+                                "attention_out_multiplier", "key_multiplier", "ssm_in_multiplier",
+                                "ssm_out_multiplier", "mlp_multipliers", "ssm_multipliers"});
+  if (!mup.empty()) r.push_back("muP multipliers (" + join(mup, ", ") + ")");
+  return r;
+}
+
+std::vector<std::string> granitemoehybrid_needs(const json& j) {
+  std::vector<std::string> r;
+  if (number_or(j, "num_local_experts", 0) > 0)
+    r.push_back("mixture-of-experts (MoE) MLPs in every layer (" + experts(j, "num_local_experts", "a shared MLP") +
+                ")");
+  // (attention_multiplier is the softmax scale itself, which the reference's attention can express.)
+  const auto mult = non_unit(j, {"embedding_multiplier", "residual_multiplier", "logits_scaling"});
+  if (!mult.empty()) r.push_back("Granite's scaling multipliers (" + join(mult, ", ") + ")");
+  r.push_back("a translation of GraniteMoeHybrid's layers (model.layers.*: mamba or self_attn, shared_mlp)");
+  return r;
+}
+
+const std::map<std::string, std::vector<std::string> (*)(const json&)> kUnsupported = {
+    {"nemotron_h", nemotron_h_needs}, {"falcon_h1", falcon_h1_needs}, {"granitemoehybrid", granitemoehybrid_needs}};
+
+std::string supported_types() {
+  std::string r;
+  for (const HfFamily& f : kFamilies) r += std::string(r.empty() ? "" : ", ") + "\"" + f.model_type + "\"";
+  return "supported: " + r + "; or a reference-format config";
 }
 
 }  // namespace
@@ -83,22 +256,17 @@ CheckpointLayout parse_checkpoint_layout(const json& j, const std::string& sourc
   check(j.is_object(), source + ": expected a JSON object");
   auto type = j.find("model_type");
   if (type == j.end()) return {parse_model_config(j, source), {}};
-  if (*type == "mamba") return parse_hf_mamba(j, source);
-  check(*type == "mamba2", source + ": Hugging Face model_type " + type->dump() +
-                               " is not supported (supported: \"mamba\", \"mamba2\"; or a reference-format config)");
-  return parse_hf_mamba2(j, source);
+  for (const HfFamily& f : kFamilies)
+    if (*type == f.model_type) return translate(f, j, source);
+  if (type->is_string())
+    if (auto u = kUnsupported.find(type->get<std::string>()); u != kUnsupported.end())
+      throw Error(source + ": Hugging Face model_type " + type->dump() + " is not supported: it needs " +
+                  join(u->second(j), "; ") + ", which this engine does not implement (" + supported_types() + ")");
+  throw Error(source + ": Hugging Face model_type " + type->dump() + " is not supported (" + supported_types() + ")");
 }
 
 CheckpointLayout load_checkpoint_layout(const std::string& path) {
-  std::ifstream in(path);
-  check(bool(in), path + ": cannot open");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(path + ": malformed JSON: " + e.what());
-  }
-  return parse_checkpoint_layout(j, path);
+  return parse_checkpoint_layout(read_json_file(path), path);
 }
 
 }  // namespace m3

@@ -1,7 +1,9 @@
 // Checkpoints in either layout: the reference's (spec/model.md) or one saved by Hugging Face
 // transformers (a config.json with "model_type"), whose config is translated to a ModelConfig and
 // whose tensor names are mapped onto the reference layout's. Supported Hugging Face types:
-// "mamba2" (Mamba2ForCausalLM, spec/mamba2.md §5), "mamba" (MambaForCausalLM, spec/mamba1.md §5).
+// "mamba" (MambaForCausalLM) and "falcon_mamba" (FalconMambaForCausalLM, spec/mamba1.md §5),
+// "mamba2" (Mamba2ForCausalLM, spec/mamba2.md §5). Known hybrid families this engine does not
+// implement ("nemotron_h", "falcon_h1", "granitemoehybrid") are refused naming what they need.
 #pragma once
 #include <map>
 #include <string>
@@ -23,8 +25,5 @@ struct CheckpointLayout {
 CheckpointLayout parse_checkpoint_layout(const nlohmann::json& j, const std::string& source);
 // Reads and parses the config.json at `path`.
 CheckpointLayout load_checkpoint_layout(const std::string& path);
-
-// The translation of one Hugging Face type, for parse_checkpoint_layout (io/hf_mamba.cpp).
-CheckpointLayout parse_hf_mamba(const nlohmann::json& j, const std::string& source);
 
 }  // namespace m3

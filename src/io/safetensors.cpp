@@ -9,11 +9,11 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "io/json_file.h"
 #include "m3/error.h"
 
 namespace m3 {
@@ -240,13 +240,7 @@ CheckpointTensors CheckpointTensors::open_dir(const std::string& dir) {
   if (fs::exists(single, ec)) {
     files.push_back(single.string());
   } else if (fs::exists(index, ec)) {
-    std::ifstream in(index);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(index.string() + ": malformed JSON: " + e.what());
-    }
+    const nlohmann::json j = read_json_file(index.string());
     check(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
           index.string() + ": missing object 'weight_map'");
     for (auto& [name, file] : j["weight_map"].items()) {

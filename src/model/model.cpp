@@ -229,9 +229,11 @@ Model Model::init(const ModelConfig& c, uint64_t seed) {
 }
 
 void Model::save(const std::string& dir) const {
+  // The config first: a model the reference format cannot describe is refused before any file is written.
+  const std::string config = model_config_to_json(impl_->cfg).dump(2) + "\n";
   std::filesystem::create_directories(dir);
   save_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), impl_->params, {{"format", "pt"}});
-  write_file_atomic((std::filesystem::path(dir) / "config.json").string(), model_config_to_json(impl_->cfg).dump(2) + "\n");
+  write_file_atomic((std::filesystem::path(dir) / "config.json").string(), config);
 }
 
 int64_t Model::n_params() const {

@@ -47,9 +47,18 @@ const std::vector<std::pair<std::string, json>>& presets() {
     json m2_tiny = tiny;
     m2_tiny["ssm_cfg"] = {{"layer", "Mamba2"}, {"d_state", 32}, {"headdim", 32}, {"expand", 2}, {"ngroups", 2},
                           {"chunk_size", 32}};
+    // mamba3-tiny with MIMO rank-2 mixers (the rank multiplies B and C; chunk 16 keeps C·R at 32).
+    json mimo_tiny = tiny;
+    mimo_tiny["ssm_cfg"]["is_mimo"] = true;
+    mimo_tiny["ssm_cfg"]["mimo_rank"] = 2;
+    mimo_tiny["ssm_cfg"]["chunk_size"] = 16;
+    // A few-layer byte-level Mamba-1 model (no attention, no MLP, as mamba-130m).
+    json m1_tiny = {{"d_model", 128}, {"n_layer", 4}, {"vocab_size", 256}, {"d_intermediate", 0},
+                    {"ssm_cfg", {{"layer", "Mamba1"}, {"d_state", 16}, {"d_conv", 4}, {"expand", 2}}},
+                    {"tie_embeddings", true}};
     return std::vector<std::pair<std::string, json>>{
         {"mamba3-130m", m3_130m}, {"mamba3-130m-hybrid", hybrid}, {"mamba3-mimo-130m", mimo}, {"mamba3-tiny", tiny},
-        {"mamba1-130m", m1_130m}, {"mamba2-130m", m2_130m}, {"mamba2-tiny-hybrid", m2_tiny}};
+        {"mamba3-mimo-tiny-hybrid", mimo_tiny}, {"mamba1-130m", m1_130m}, {"mamba1-tiny", m1_tiny}, {"mamba2-130m", m2_130m}, {"mamba2-tiny-hybrid", m2_tiny}};
   }();
   return p;
 }

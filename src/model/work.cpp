@@ -1,5 +1,6 @@
 #include "model/work.h"
 
+#include <algorithm>
 #include <string>
 
 namespace m3 {
@@ -9,14 +10,23 @@ PrefillWork prefill_work(const Model& m, int64_t len, int64_t logit_rows) {
   PrefillWork w;
   double matrix_weights = 0;
   for (const auto& [name, t] : m.parameters())
-    if (t.shape.size() == 2 && name != "backbone.embedding.weight" && name != "lm_head.weight")
+    if (t.shape.size() == 2 && name.ends_with(".weight") && name != "backbone.embedding.weight" &&
+        name != "lm_head.weight")
       matrix_weights += double(t.numel());
   w.matrix_flops = 2.0 * matrix_weights * double(len) + 2.0 * double(c.vocab_padded() * c.d_model) * double(logit_rows);
   const double L = double(len);
   for (int64_t i = 0; i < c.n_layer; ++i) {
-    if (c.layer_kind(i) == MixerKind::Mamba3) {
+    const MixerKind kind = c.layer_kind(i);
+    if (kind == MixerKind::Mamba3) {
       const auto& s = std::get<Mamba3Config>(c.ssm);
-      w.mamba3_flops += L * double(s.nheads * s.headdim * s.d_state) * double(1 + 4 * s.rank());
+      w.scan_flops += L * double(s.nheads * s.headdim * s.d_state) * double(1 + 4 * s.rank());
+    } else if (kind == MixerKind::Mamba2) {
+      const auto& s = std::get<Mamba2Config>(c.ssm);
+      const double Q = double(std::min(s.chunk_size, len)), P = double(s.headdim), N = double(s.d_state);
+      w.scan_flops += L * double(s.nheads) * (2 * Q * (N + P) + 4 * P * N);
+    } else if (kind == MixerKind::Mamba1) {
+      const auto& s = std::get<Mamba1Config>(c.ssm);
+      w.scan_flops += L * double(s.d_inner * s.d_state) * 4;
     } else if (c.layer_kind(i) == MixerKind::Attention) {
       const double pairs = c.attn.causal ? L * (L + 1) / 2 : L * L;
       w.attention_flops += 4.0 * double(c.attn.head_dim * c.attn.num_heads) * pairs;

@@ -9,12 +9,15 @@
 namespace m3 {
 
 struct PrefillWork {
-  // 2 per weight of every projection matrix per token (the embedding is gathered, not
-  // multiplied), and lm_head for the rows that get logits.
+  // 2 per weight of every projection matrix (2-D `*.weight`) per token — the embedding is
+  // gathered, not multiplied — and lm_head for the rows that get logits.
   double matrix_flops = 0;
-  // The Mamba-3 recurrence as the CPU runs it (src/cpu/mamba3_scan.cpp, spec/mamba3.md §6 with
-  // chunk 1): per token, head and state element, 1 multiply and 2R FMAs (decay, update, output).
-  double mamba3_flops = 0;
+  // The SSM scans as the CPU runs them, per token: Mamba-3 (src/cpu/mamba3_scan.cpp, spec/mamba3.md
+  // §6 with chunk 1) 1 multiply and 2R FMAs per head and state element (decay, update, output);
+  // Mamba-2 (src/cpu/ssd_scan.cpp) per head the chunk's C·Bᵀ row and its product with x
+  // (2Q(N + P)), the carried state's read-out and update (4PN); Mamba-1 (src/cpu/selective_scan.cpp)
+  // 2 FMAs per channel and state element (its exponentials are not counted).
+  double scan_flops = 0;
   // Attention scores and their weighted sum: 4·head_dim per (query, visible key) pair and head.
   double attention_flops = 0;
 };

@@ -19,16 +19,28 @@ constexpr int64_t kMaxId = int64_t{1} << 28;
 constexpr size_t kMaxCachedWordBytes = 256;
 constexpr size_t kCacheCapacity = 1 << 16;
 // Up to this many symbols the merge loop rescans a rank array; beyond it a heap keeps the
-// quadratic rescans away from pathological words (a megabyte without a space).
-constexpr size_t kSmallWordSymbols = 96;
+// quadratic rescans away from pathological runs (a megabyte without a space).
+constexpr size_t kSmallRunSymbols = 96;
 
 std::atomic<uint64_t> next_serial{1};
 
-// Per-thread word -> ids cache; it belongs to one model at a time (the last one used).
-struct WordCache {
+// Per-thread caches of merge results; they belong to one model at a time (the last one used).
+struct MergeCache {
   uint64_t owner = 0;
-  StringMap<std::vector<int32_t>> words;
+  StringMap<std::vector<int32_t>> words;  // short word's text -> ids
+  // Inside longer words (the whole text, without a pre-tokenizer): a run's symbols, as the raw
+  // bytes of their ids -> ids.
+  StringMap<std::vector<int32_t>> runs;
 };
+
+void remember(StringMap<std::vector<int32_t>>& map, std::string key, std::span<const int32_t> ids) {
+  if (map.size() >= kCacheCapacity) map.clear();
+  map.emplace(std::move(key), std::vector<int32_t>(ids.begin(), ids.end()));
+}
+
+std::string_view bytes_of(std::span<const int32_t> ids) {
+  return {reinterpret_cast<const char*>(ids.data()), ids.size_bytes()};
+}
 
 std::pair<std::string, std::string> parse_merge(const Json& m, const std::string& where) {
   if (m.is_string()) {
@@ -96,6 +108,8 @@ BpeModel BpeModel::from_json(const Json& j, const std::string& where) {
   const Json& merges = require_field(j, "merges", where);
   check(merges.is_array(), where + ".merges: expected an array, found " + merges.type_name());
   m.merges_.reserve(merges.size());
+  std::vector<std::array<int32_t, 3>> parsed;  // left, right, merged
+  parsed.reserve(merges.size());
   const size_t prefix_len = m.continuing_subword_prefix_.size();
   int32_t rank = 0;
   for (size_t i = 0; i < merges.size(); ++i) {
@@ -112,8 +126,46 @@ BpeModel BpeModel::from_json(const Json& j, const std::string& where) {
     check(c != m.vocab_.end(), at + ": merged token '" + merged + "' is not in the vocabulary");
     // A pair listed twice keeps its last rank, as in the tokenizers library's merge map.
     m.merges_.set(a->second, b->second, MergeInfo{rank++, c->second});
+    parsed.push_back({a->second, b->second, c->second});
   }
+  m.compute_join_flags(parsed);
   return m;
+}
+
+// Two adjacent symbols x|y of a word can only become one in a merge (l, r) where x is the last
+// initial symbol of l and y the first of r. l ends with l itself or with whatever the right part
+// of a merge producing l can end with (and r starts likewise on the left). A boundary where x
+// cannot end any left part, or y cannot start any right part, survives every merge, so the runs
+// between such boundaries merge independently, with the same result as the whole word: this
+// keeps the merge loop short when words are long (without a pre-tokenizer the whole text is one
+// word).
+void BpeModel::compute_join_flags(const std::vector<std::array<int32_t, 3>>& merges) {
+  const size_t n_ids = id_to_token_.size();
+  // The merges producing each id: by_result[begin[id], begin[id + 1]).
+  std::vector<size_t> begin(n_ids + 1, 0);
+  for (const auto& m : merges) ++begin[static_cast<size_t>(m[2]) + 1];
+  for (size_t i = 1; i <= n_ids; ++i) begin[i] += begin[i - 1];
+  std::vector<std::array<int32_t, 3>> by_result(merges.size());
+  std::vector<size_t> fill(begin.begin(), begin.end() - 1);
+  for (const auto& m : merges) by_result[fill[static_cast<size_t>(m[2])]++] = m;
+
+  join_flags_.assign(n_ids, 0);
+  std::vector<int32_t> stack;
+  // Flags `id` and, through the merges producing it, the parts on `side` (0 left, 1 right).
+  auto mark = [&](int32_t id, uint8_t flag, size_t side) {
+    stack.assign(1, id);
+    while (!stack.empty()) {
+      const auto t = static_cast<size_t>(stack.back());
+      stack.pop_back();
+      if (join_flags_[t] & flag) continue;
+      join_flags_[t] |= flag;
+      for (size_t k = begin[t]; k < begin[t + 1]; ++k) stack.push_back(by_result[k][side]);
+    }
+  };
+  for (const auto& m : merges) {
+    mark(m[0], kEndsLeft, 1);
+    mark(m[1], kStartsRight, 0);
+  }
 }
 
 std::optional<int32_t> BpeModel::token_to_id(std::string_view token) const {
@@ -181,30 +233,33 @@ void BpeModel::split_into_symbols(std::string_view word, std::vector<int32_t>& s
   flush_unk();
 }
 
-void BpeModel::merge_small(std::vector<int32_t>& syms) const {
-  if (syms.size() < 2) return;
-  // rank/new id of the pair (syms[k], syms[k+1]); INT_MAX when the pair has no merge.
+size_t BpeModel::merge_small(std::span<int32_t> syms) const {
+  size_t n = syms.size();
+  if (n < 2) return n;
+  // rank/new id of the pair (syms[k], syms[k+1]) for k < n - 1; INT_MAX when it has no merge.
   thread_local std::vector<MergeInfo> pairs;
-  pairs.resize(syms.size() - 1);
+  pairs.resize(n - 1);
   auto lookup = [&](size_t k) {
     const MergeInfo* mi = merges_.find(syms[k], syms[k + 1]);
     pairs[k] = mi ? *mi : MergeInfo{INT_MAX, -1};
   };
-  for (size_t k = 0; k + 1 < syms.size(); ++k) lookup(k);
-  while (!pairs.empty()) {
+  for (size_t k = 0; k + 1 < n; ++k) lookup(k);
+  while (n > 1) {
     size_t best = 0;
-    for (size_t k = 1; k < pairs.size(); ++k)
+    for (size_t k = 1; k + 1 < n; ++k)
       if (pairs[k].rank < pairs[best].rank) best = k;
     if (pairs[best].rank == INT_MAX) break;
     syms[best] = pairs[best].new_id;
-    syms.erase(syms.begin() + static_cast<std::ptrdiff_t>(best) + 1);
-    pairs.erase(pairs.begin() + static_cast<std::ptrdiff_t>(best));
-    if (best < pairs.size()) lookup(best);
+    std::copy(syms.data() + best + 2, syms.data() + n, syms.data() + best + 1);
+    std::copy(pairs.data() + best + 1, pairs.data() + n - 1, pairs.data() + best);
+    --n;
+    if (best + 1 < n) lookup(best);
     if (best > 0) lookup(best - 1);
   }
+  return n;
 }
 
-void BpeModel::merge_large(std::vector<int32_t>& syms) const {
+size_t BpeModel::merge_large(std::span<int32_t> syms) const {
   // Doubly linked symbols and a min-heap of candidate merges ordered by (rank, position), with
   // stale entries skipped when popped: the tokenizers library's Word::merge_all.
   struct Sym {
@@ -244,40 +299,60 @@ void BpeModel::merge_large(std::vector<int32_t>& syms) const {
     if (left.prev >= 0) push(static_cast<size_t>(left.prev));
     push(c.pos);
   }
-  syms.clear();
+  size_t kept = 0;
   for (const Sym& x : s)
-    if (x.alive) syms.push_back(x.id);
+    if (x.alive) syms[kept++] = x.id;
+  return kept;
 }
 
 void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& out) const {
   if (word.empty()) return;
-  thread_local WordCache cache;
+  thread_local MergeCache cache;
   if (cache.owner != serial_) {
     cache.words.clear();
+    cache.runs.clear();
     cache.owner = serial_;
   }
-  if (const auto hit = cache.words.find(word); hit != cache.words.end()) {
-    out.insert(out.end(), hit->second.begin(), hit->second.end());
-    return;
+  const bool cache_word = word.size() < kMaxCachedWordBytes;
+  if (cache_word) {
+    if (const auto hit = cache.words.find(word); hit != cache.words.end()) {
+      out.insert(out.end(), hit->second.begin(), hit->second.end());
+      return;
+    }
   }
-  thread_local std::vector<int32_t> syms;
+  const size_t start = out.size();
   const auto whole = ignore_merges_ ? vocab_.find(word) : vocab_.end();
   if (whole != vocab_.end()) {
     // ignore_merges: a word that is itself a token is that token, whatever the merges say.
-    syms.assign(1, whole->second);
+    out.push_back(whole->second);
   } else {
+    thread_local std::vector<int32_t> syms;
     split_into_symbols(word, syms);
-    if (syms.size() <= kSmallWordSymbols) {
-      merge_small(syms);
-    } else {
-      merge_large(syms);
+    const std::span<int32_t> all(syms);
+    size_t run_begin = 0;
+    for (size_t k = 1; k <= syms.size(); ++k) {
+      if (k < syms.size() && joinable(syms[k - 1], syms[k])) continue;
+      const std::span<int32_t> run = all.subspan(run_begin, k - run_begin);
+      run_begin = k;
+      if (run.size() == 1) {
+        out.push_back(run[0]);
+        continue;
+      }
+      const bool cache_run = !cache_word && run.size() <= kSmallRunSymbols;
+      if (cache_run) {
+        if (const auto hit = cache.runs.find(bytes_of(run)); hit != cache.runs.end()) {
+          out.insert(out.end(), hit->second.begin(), hit->second.end());
+          continue;
+        }
+      }
+      // The key is taken now: merging rewrites the run.
+      std::string key = cache_run ? std::string(bytes_of(run)) : std::string();
+      const size_t kept = run.size() <= kSmallRunSymbols ? merge_small(run) : merge_large(run);
+      out.insert(out.end(), run.begin(), run.begin() + static_cast<std::ptrdiff_t>(kept));
+      if (cache_run) remember(cache.runs, std::move(key), run.first(kept));
     }
   }
-  out.insert(out.end(), syms.begin(), syms.end());
-  if (word.size() < kMaxCachedWordBytes) {
-    if (cache.words.size() >= kCacheCapacity) cache.words.clear();
-    cache.words.emplace(std::string(word), syms);
-  }
+  if (cache_word) remember(cache.words, std::string(word), std::span(out).subspan(start));
 }
 
 }  // namespace m3::tok

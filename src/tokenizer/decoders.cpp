@@ -57,8 +57,7 @@ class ByteFallbackDecoder final : public Decoder {
       run_len = 0;
     };
     for (std::string& t : tokens) {
-      int byte = -1;
-      if (t.size() == 6 && t.starts_with("<0x") && t.back() == '>') byte = parse_hex_byte(t[3], t[4]);
+      const int byte = byte_of(t);
       if (byte >= 0) {
         run.push_back(static_cast<char>(byte));
         ++run_len;
@@ -70,8 +69,13 @@ class ByteFallbackDecoder final : public Decoder {
     flush();
     return out;
   }
+  bool open_ended(const std::string& token) const override { return byte_of(token) >= 0; }
 
  private:
+  // The byte a "<0xXX>" token stands for; -1 for other tokens.
+  static int byte_of(const std::string& t) {
+    return t.size() == 6 && t.starts_with("<0x") && t.back() == '>' ? parse_hex_byte(t[3], t[4]) : -1;
+  }
   static int hex_digit(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -173,6 +177,11 @@ class SequenceDecoder final : public Decoder {
   std::vector<std::string> decode_chain(std::vector<std::string> tokens) const override {
     for (const auto& step : steps_) tokens = step->decode_chain(std::move(tokens));
     return tokens;
+  }
+  bool open_ended(const std::string& token) const override {
+    for (const auto& step : steps_)
+      if (step->open_ended(token)) return true;
+    return false;
   }
 
  private:

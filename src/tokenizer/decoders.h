@@ -15,6 +15,9 @@ class Decoder {
  public:
   virtual ~Decoder() = default;
   virtual std::vector<std::string> decode_chain(std::vector<std::string> tokens) const = 0;
+  // Whether the text of `token` may still change when more tokens follow it: a "<0xXX>" byte
+  // under ByteFallback, whose whole run becomes U+FFFDs unless it is valid UTF-8.
+  virtual bool open_ended(const std::string& token) const { return false; }
 };
 
 std::unique_ptr<Decoder> make_decoder(const Json& j, const std::string& where);

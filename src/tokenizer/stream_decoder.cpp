@@ -1,7 +1,9 @@
 // StreamDecoder: the tokenizers library's DecodeStream rule. Text is decoded from a few tokens
 // of already-emitted context so that context-dependent decoders (Metaspace's leading space,
 // Strip) behave as in a full decode; new text is released once it no longer ends in U+FFFD,
-// i.e. once the bytes of the last character are complete.
+// i.e. once the bytes of the last character are complete, and no run of ByteFallback bytes is
+// still open (a later byte can turn the whole run into U+FFFDs, which the library's
+// DecodeStream reports as an error instead).
 #include "m3/tokenizer.h"
 
 namespace m3 {
@@ -20,6 +22,11 @@ StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special_token
 
 std::string StreamDecoder::push(int32_t id) {
   ids_.push_back(id);
+  // An open run is held however long it gets (ids that add no text do not close it): releasing
+  // part of it could print a character that the full decode turns into U+FFFD.
+  const Tokenizer::Piece piece = tokenizer_->piece(id, skip_special_);
+  if (piece != Tokenizer::Piece::kNothing) open_ = piece == Tokenizer::Piece::kOpen;
+  if (open_) return "";
   const std::string text = tokenizer_->decode(ids_, skip_special_);
   const size_t pending = ids_.size() - prefix_ids_;
   if (text.size() <= prefix_text_.size() && pending <= kMaxPendingTokens) return "";
@@ -42,6 +49,7 @@ std::string StreamDecoder::flush() {
   ids_.clear();
   prefix_ids_ = 0;
   prefix_text_.clear();
+  open_ = false;
   return rest;
 }
 

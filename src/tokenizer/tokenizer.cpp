@@ -29,6 +29,8 @@ struct Tokenizer::Impl {
   tok::PostProcessor post;
   std::optional<int32_t> bos, eos;
   std::string chat_template;
+  // The string decode() gives `id`: an added token's content, else the model's token.
+  const std::string* token_string(int32_t id) const;
 };
 
 namespace {
@@ -163,13 +165,17 @@ std::vector<int32_t> Tokenizer::encode(std::string_view input, bool add_special_
   return ids;
 }
 
+const std::string* Tokenizer::Impl::token_string(int32_t id) const {
+  if (const std::string* s = added.decode_string(id)) return s;
+  return model.id_to_token(id);
+}
+
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
   const Impl& m = *impl_;
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (const int32_t id : ids) {
-    const std::string* s = m.added.decode_string(id);
-    if (!s) s = m.model.id_to_token(id);
+    const std::string* s = m.token_string(id);
     if (!s) continue;
     if (skip_special_tokens && m.added.is_special_string(*s)) continue;
     tokens.push_back(*s);
@@ -194,9 +200,14 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
 }
 
 std::optional<std::string> Tokenizer::id_to_token(int32_t id) const {
-  if (const std::string* s = impl_->added.decode_string(id)) return *s;
-  if (const std::string* s = impl_->model.id_to_token(id)) return *s;
+  if (const std::string* s = impl_->token_string(id)) return *s;
   return std::nullopt;
+}
+
+Tokenizer::Piece Tokenizer::piece(int32_t id, bool skip_special_tokens) const {
+  const std::string* s = impl_->token_string(id);
+  if (!s || (skip_special_tokens && impl_->added.is_special_string(*s))) return Piece::kNothing;
+  return impl_->decoder && impl_->decoder->open_ended(*s) ? Piece::kOpen : Piece::kFinal;
 }
 
 bool Tokenizer::is_special(int32_t id) const { return impl_->added.is_special_id(id); }

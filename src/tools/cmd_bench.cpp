@@ -103,9 +103,11 @@ void add_bench_command(CLI::App& app) {
                 a->reps, (long long)a->prompt, (long long)c.d_model, (long long)(4 * c.d_model), gemm, bw);
     std::printf("prefill %lld tokens: %.1f tok/s, %.1f GFLOP/s = %.0f%% of sgemm\n", (long long)a->prompt,
                 double(a->prompt) / t_pre, pre_gflops, 100 * pre_gflops / gemm);
+    const double all_flops = pw.matrix_flops + pw.scan_flops + pw.attention_flops;
     std::printf("  counted: projection matrices and lm_head for the last token, %.2f GFLOP; not counted: "
-                "Mamba-3 recurrence %.2f GFLOP, attention %.2f GFLOP\n",
-                pw.matrix_flops / 1e9, pw.mamba3_flops / 1e9, pw.attention_flops / 1e9);
+                "SSM scans %.2f GFLOP, attention %.2f GFLOP (with them: %.1f GFLOP/s = %.0f%% of sgemm)\n",
+                pw.matrix_flops / 1e9, pw.scan_flops / 1e9, pw.attention_flops / 1e9, all_flops / t_pre / 1e9,
+                100 * all_flops / t_pre / 1e9 / gemm);
     std::printf("decode %lld tokens: %.1f tok/s, %.1f GB/s = %.0f%% of read bandwidth\n", (long long)a->decode,
                 double(a->decode) / t_dec, dec_gbps, 100 * dec_gbps / bw);
     std::printf("  bytes per token (first step): weights %.1f MB, state read %.1f MB, state written %.1f MB\n",

@@ -1,17 +1,28 @@
 // m3 generate DIR: prefill a prompt with the parallel form, then decode token by token with the
 // recurrent form (spec/model.md §7), printing tokens as they come and a closing throughput line.
+// Text goes through a tokenizer.json when there is one (DIR's, or --tokenizer), else it is
+// byte-level: one token per UTF-8 byte.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "m3/error.h"
 #include "m3/model.h"
 #include "m3/sampler.h"
+#include "m3/tokenizer.h"
 #include "tools/commands.h"
 
 namespace m3::cli {
 
 namespace {
+
+namespace fs = std::filesystem;
 
 std::vector<int32_t> parse_ids(const std::string& s) {
   std::vector<int32_t> ids;
@@ -30,21 +41,62 @@ std::vector<int32_t> parse_ids(const std::string& s) {
   return ids;
 }
 
+// --tokenizer, else DIR/tokenizer.json when present; none means byte-level text.
+std::optional<Tokenizer> load_tokenizer(const std::string& dir, const std::string& option, int64_t vocab_size) {
+  const std::string path = !option.empty() ? option : (fs::path(dir) / "tokenizer.json").string();
+  if (option.empty() && !fs::exists(path)) return std::nullopt;
+  Tokenizer tok = Tokenizer::load(path);
+  // Ids the embedding has no row for would be out of range; the other way round is common
+  // (vocabularies padded for speed) and harmless: ids without a token decode to nothing.
+  check(tok.vocab_size() <= vocab_size, "tokenizer " + path + " has " + std::to_string(tok.vocab_size()) +
+                                            " tokens, more than the model's vocabulary of " +
+                                            std::to_string(vocab_size) + " (vocab_size in " + dir + "/config.json)");
+  return tok;
+}
+
+// Token ids generation stops at: the tokenizer's EOS (tokenizer_config.json's eos_token, else
+// the one its post-processor appends) and config.json's eos_token_id (a number or a list of
+// them; Hugging Face checkpoints carry it).
+std::vector<int32_t> eos_ids(const std::string& dir, const std::optional<Tokenizer>& tok) {
+  std::vector<int32_t> ids;
+  if (tok && tok->eos_id()) ids.push_back(*tok->eos_id());
+  std::ifstream in(fs::path(dir) / "config.json");
+  const nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!config.is_object() || !config.contains("eos_token_id")) return ids;
+  const nlohmann::json& eos = config["eos_token_id"];
+  for (const nlohmann::json& id : eos.is_array() ? eos : nlohmann::json::array({eos}))
+    if (id.is_number_integer()) ids.push_back(id.get<int32_t>());
+  return ids;
+}
+
+void write_out(const std::string& s) {
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 void add_generate_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("generate", "Generate a continuation of a prompt");
+  auto* cmd = app.add_subcommand(
+      "generate",
+      "Generate a continuation of a prompt. Text is encoded and decoded with DIR/tokenizer.json (or --tokenizer) "
+      "when present, else byte-level (one token per UTF-8 byte, ids 0-255)");
   struct Args {
-    std::string dir, prompt, prompt_ids;
+    std::string dir, prompt, prompt_ids, tokenizer;
     int64_t max_new = 64;
     SamplerOptions s;
-    bool ids_out = false;
+    bool ids_out = false, no_special = false, ignore_eos = false;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("DIR", a->dir, "checkpoint directory")->required();
-  auto* p = cmd->add_option("--prompt", a->prompt, "prompt text (byte-level: one token per UTF-8 byte)");
+  auto* p = cmd->add_option("--prompt", a->prompt,
+                            "prompt text, encoded with the tokenizer (byte-level without one)");
   auto* pi = cmd->add_option("--prompt-ids", a->prompt_ids, "prompt as space-separated token ids");
   p->excludes(pi);
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json, or a directory holding one (default: DIR's)");
+  cmd->add_flag("--no-special", a->no_special, "do not add the tokenizer's BOS/EOS tokens to the --prompt text");
+  cmd->add_flag("--ignore-eos", a->ignore_eos,
+                "keep going past the EOS token (tokenizer_config.json's eos_token, config.json's eos_token_id)");
   cmd->add_option("--max-new-tokens,-n", a->max_new, "tokens to generate")->default_val(64)->check(CLI::NonNegativeNumber);
   cmd->add_option("--temperature", a->s.temperature, "sampling temperature")->default_val(1.0);
   cmd->add_option("--top-k", a->s.top_k, "keep the k most likely tokens (1 = greedy, 0 = all)")->default_val(1);
@@ -56,9 +108,12 @@ void add_generate_command(CLI::App& app) {
   cmd->callback([a] {
     Model m = Model::load(a->dir);
     const int64_t V = m.config().vocab_size;
+    const std::optional<Tokenizer> tok = load_tokenizer(a->dir, a->tokenizer, V);
     std::vector<int32_t> prompt;
     if (!a->prompt_ids.empty()) {
       prompt = parse_ids(a->prompt_ids);
+    } else if (tok) {
+      prompt = tok->encode(a->prompt, !a->no_special);
     } else {
       check(V >= 256, "byte-level text prompts need a vocabulary of at least 256 tokens; use --prompt-ids");
       for (unsigned char c : a->prompt) prompt.push_back(c);
@@ -66,17 +121,23 @@ void add_generate_command(CLI::App& app) {
     check(!prompt.empty(), "the prompt is empty: give --prompt or --prompt-ids");
     for (int32_t t : prompt)
       check(t >= 0 && t < V, "prompt token " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    const std::vector<int32_t> stop = a->ignore_eos ? std::vector<int32_t>{} : eos_ids(a->dir, tok);
     Sampler sampler(a->s);
     SequenceState st = m.new_state();
     SequenceState* sp = &st;
     std::vector<float> logits(size_t(m.config().vocab_padded()));
     std::vector<int32_t> history = prompt;
+    // With a tokenizer, text is written only once its characters are complete, so that no
+    // UTF-8 character is split across writes.
+    std::optional<StreamDecoder> stream;
+    if (tok && !a->ids_out) stream.emplace(*tok);
     auto emit = [&](int32_t t) {
-      if (a->ids_out || V < 256 || t > 255)
-        std::printf("%d ", t);
+      if (stream)
+        write_out(stream->push(t));
+      else if (a->ids_out || V < 256 || t > 255)
+        write_out(std::to_string(t) + " ");
       else
-        std::fputc(t, stdout);
-      std::fflush(stdout);
+        write_out(std::string(1, char(t)));
     };
     using clock = std::chrono::steady_clock;
     auto t0 = clock::now();
@@ -89,9 +150,10 @@ void add_generate_command(CLI::App& app) {
       history.push_back(next);
       emit(next);
       ++generated;
-      if (i + 1 == a->max_new) break;
+      if (i + 1 == a->max_new || std::find(stop.begin(), stop.end(), next) != stop.end()) break;
       m.step(std::span<const int32_t>(&next, 1), std::span<SequenceState* const>(&sp, 1), logits.data());
     }
+    if (stream) write_out(stream->flush());
     auto t2 = clock::now();
     const double pre = std::chrono::duration<double>(t1 - t0).count();
     const double dec = std::chrono::duration<double>(t2 - t1).count();

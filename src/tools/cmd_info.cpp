@@ -1,4 +1,5 @@
-// m3 info DIR: layers, parameter count, decode-state bytes per sequence.
+// m3 info DIR: each layer's kind and options (its Layer::describe), parameter count, decode-state bytes per
+// sequence.
 #include <cstdio>
 
 #include "m3/model.h"
