@@ -68,12 +68,18 @@ void decode(benchmark::State& state, const std::string& path) {
 }
 
 const int registered = [] {
-  const std::string data = std::string(M3_SOURCE_DIR) + "/tests/data/tokenizer/";
-  for (const char* name : {"llama3", "neox", "sp_bpe", "gpt2"}) {
-    benchmark::RegisterBenchmark((std::string("TokenizerEncode/") + name).c_str(), encode, data + name + ".json")
+  // Every tokenizer.json of the test data (not the *.cases.json beside them), by name.
+  const fs::path data = fs::path(M3_SOURCE_DIR) / "tests" / "data" / "tokenizer";
+  std::vector<fs::path> files;
+  for (const auto& f : fs::directory_iterator(data))
+    if (f.path().extension() == ".json" && f.path().stem().extension() != ".cases") files.push_back(f.path());
+  std::sort(files.begin(), files.end());
+  for (const fs::path& f : files) {
+    benchmark::RegisterBenchmark(("TokenizerEncode/" + f.stem().string()).c_str(), encode, f.string())
         ->Unit(benchmark::kMillisecond);
   }
-  benchmark::RegisterBenchmark("TokenizerDecode/llama3", decode, data + "llama3.json")->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("TokenizerDecode/llama3", decode, (data / "llama3.json").string())
+      ->Unit(benchmark::kMillisecond);
   if (const char* extra = std::getenv("M3_BENCH_TOKENIZER"))
     benchmark::RegisterBenchmark("TokenizerEncode/custom", encode, std::string(extra))->Unit(benchmark::kMillisecond);
   return 0;

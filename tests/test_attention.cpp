@@ -226,12 +226,6 @@ TEST(Attention, LongPromptsAcrossQueryBlocks) {
   }
 }
 
-float max_abs(const Tensor& t) {
-  float m = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::abs(t.f32()[i]));
-  return m;
-}
-
 // spec/model.md §4 and §6: the MHA block's parameters (names, shapes) and initialisation — Linear
 // weights PyTorch's U(±1/√fan_in), out_proj's divided by √n_layer, biases zero, the depthwise conv
 // U(±1/√d_conv) for weight and bias — and its decode state (empty KV cache, zero conv window).
@@ -258,12 +252,12 @@ TEST(AttentionInit, ParametersAndStateFollowReference) {
     ASSERT_TRUE(ps.count(name)) << name;
     EXPECT_EQ(ps.at(name).shape, shape) << name;
   }
-  EXPECT_EQ(max_abs(ps.at("in_proj.bias")), 0.0f);
-  EXPECT_EQ(max_abs(ps.at("out_proj.bias")), 0.0f);
+  EXPECT_EQ(test::max_abs(ps.at("in_proj.bias")), 0.0f);
+  EXPECT_EQ(test::max_abs(ps.at("out_proj.bias")), 0.0f);
   for (auto [name, bound] : {std::pair{"in_proj.weight", 1.0 / std::sqrt(24.0)}, {"conv1d.weight", 1.0 / std::sqrt(3.0)},
                              {"conv1d.bias", 1.0 / std::sqrt(3.0)},
                              {"out_proj.weight", 1.0 / std::sqrt(double(out_in)) / std::sqrt(3.0)}}) {
-    const float v = max_abs(ps.at(name));
+    const float v = test::max_abs(ps.at(name));
     EXPECT_LE(v, bound * (1 + 1e-6)) << name;
     EXPECT_GT(v, 0.8 * bound) << name;
   }

@@ -171,6 +171,13 @@ std::string tiny_model_with_tokenizer(const test::TempDir& tmp, const Tokenizer&
   return dir;
 }
 
+// The index of the first of ids[at...] that is not among the ids before it (ids.size() if none):
+// made the EOS token, generation must stop right there.
+size_t first_new_token_after(const std::vector<int32_t>& ids, size_t at) {
+  while (at < ids.size() && std::find(ids.begin(), ids.begin() + at, ids[at]) != ids.begin() + at) ++at;
+  return at;
+}
+
 TEST(Cli, GenerateStreamsTextThroughTheTokenizer) {
   test::TempDir tmp;
   const Tokenizer tok = Tokenizer::load(kSpBpe);
@@ -199,10 +206,8 @@ TEST(Cli, GenerateStreamsTextThroughTheTokenizer) {
   EXPECT_EQ(run_m3(by_ids + ids_arg(with_bos), tmp).out, ids_run.out);
   EXPECT_EQ(run_m3(by_ids + ids_arg(plain), tmp).out, run_m3(gen + " --ignore-eos --print-ids --no-special", tmp).out);
 
-  // Generation stops after the EOS token of tokenizer_config.json: make it a token that comes
-  // up for the first time a few tokens in.
-  size_t stop = 3;
-  while (std::find(ids.begin(), ids.begin() + stop, ids[stop]) != ids.begin() + stop) ++stop;
+  // Generation stops after the EOS token of tokenizer_config.json.
+  const size_t stop = first_new_token_after(ids, 3);
   ASSERT_LT(stop, ids.size());
   std::ofstream(dir + "/tokenizer_config.json") << nlohmann::json{{"eos_token", *tok.id_to_token(ids[stop])}}.dump();
   const std::vector<int32_t> until_eos(ids.begin(), ids.begin() + stop + 1);
@@ -219,6 +224,25 @@ TEST(Cli, GenerateStreamsTextThroughTheTokenizer) {
   Result big = run_m3("generate " + quote(byte_model) + " --prompt hi --tokenizer " + quote(kSpBpe), tmp);
   EXPECT_EQ(big.code, 1);
   EXPECT_NE(big.err.find("has 1500 tokens, more than the model's vocabulary of 256"), std::string::npos) << big.err;
+}
+
+// A Hugging Face checkpoint's config.json names its EOS ids (a number or a list).
+TEST(Cli, GenerateStopsAtTheConfigEosTokenId) {
+  test::TempDir tmp;
+  const std::string dir = tmp.file("hf_mamba2");
+  std::filesystem::create_directory(dir);
+  for (const char* f : {"config.json", "model.safetensors"})
+    std::filesystem::copy_file(test::golden("hf_mamba2/") + f, dir + "/" + f);
+  const std::string gen = "generate " + quote(dir) + " --prompt-ids '1 2 3' -n 24 --top-k 0 --seed 11 --print-ids";
+  const std::vector<int32_t> ids = to_ids32(run_m3(gen + " --ignore-eos", tmp).out);
+  ASSERT_EQ(ids.size(), 24u);
+  const size_t stop = first_new_token_after(ids, 3);
+  ASSERT_LT(stop, ids.size());
+  nlohmann::json config = nlohmann::json::parse(std::ifstream(dir + "/config.json"));
+  config["eos_token_id"] = {100000, ids[stop]};  // the first is never generated (vocabulary 256)
+  std::ofstream(dir + "/config.json") << config.dump();
+  EXPECT_EQ(to_ids32(run_m3(gen, tmp).out), std::vector<int32_t>(ids.begin(), ids.begin() + stop + 1));
+  EXPECT_EQ(to_ids32(run_m3(gen + " --ignore-eos", tmp).out), ids);
 }
 
 // Without a tokenizer.json, --prompt is byte-level: one token per UTF-8 byte.

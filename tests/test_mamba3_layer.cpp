@@ -12,8 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cpu/layers.h"
+#include "cpu/mamba3_scan.h"
 #include "m3/model.h"
 #include "model/specs.h"
+#include "expect_error.h"
 #include "reference.h"
 #include "testing.h"
 
@@ -346,10 +348,8 @@ TEST(Mamba3Init, ParametersAndStateFollowReference) {
       EXPECT_GT(hi, 3e-4);  // spread over the range above the floor
       for (auto [name, bound] : {std::pair{"in_proj.weight", 1.0 / std::sqrt(40.0)},
                                  {"out_proj.weight", 1.0 / std::sqrt(double(DI)) / std::sqrt(3.0)}}) {
-        float mx = 0;
-        for (float e : values(name)) mx = std::max(mx, std::abs(e));
-        EXPECT_LE(mx, bound * (1 + 1e-6)) << name;
-        EXPECT_GT(mx, 0.9 * bound) << name;
+        EXPECT_LE(test::max_abs(ps.at(name)), bound * (1 + 1e-6)) << name;
+        EXPECT_GT(test::max_abs(ps.at(name)), 0.9 * bound) << name;
       }
     }
     SequenceState st = m.new_state();
@@ -363,6 +363,18 @@ TEST(Mamba3Init, ParametersAndStateFollowReference) {
 }
 
 // The one-line description `m3 info` prints names every hyperparameter the math reads.
+// The reference accepts any rank; the CPU scan is compiled up to kMamba3MaxRank and says so when
+// the model is built, not at its first forward.
+TEST(Mamba3Options, RankAboveTheCpuLimitIsRefusedAtBuild) {
+  const nlohmann::json j = {{"d_model", 32},
+                            {"n_layer", 1},
+                            {"vocab_size", 16},
+                            {"ssm_cfg", {{"layer", "Mamba3"}, {"d_state", 8}, {"headdim", 8}, {"is_mimo", true},
+                                         {"mimo_rank", cpu::kMamba3MaxRank + 1}}}};
+  test::expect_error([&] { Model::init(parse_model_config(j, "test config"), 1); },
+                     {"MIMO rank " + std::to_string(cpu::kMamba3MaxRank + 1), "ranks up to"});
+}
+
 TEST(Mamba3Describe, NamesEveryOption) {
   std::mt19937_64 rng(3);
   const Mamba3Config mimo = parse_mamba3({{"d_state", 20}, {"headdim", 5}, {"ngroups", 2}, {"rope_fraction", 1.0},

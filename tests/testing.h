@@ -1,5 +1,6 @@
-// Shared helpers for the tests: golden data paths, tensor conversion, relative error.
+// Shared helpers for the tests: golden data paths, tensor conversion, relative error, largest value.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -31,6 +32,13 @@ double rel_err(const A& a, const B& b) {
   }
   if (a.size() != b.size()) return INFINITY;
   return std::sqrt(num / std::max(den, 1e-300));
+}
+
+// The largest |value| of a float32 tensor (initialisation bounds).
+inline float max_abs(const Tensor& t) {
+  float m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::abs(t.f32()[i]));
+  return m;
 }
 
 inline std::vector<float> randn(size_t n, std::mt19937_64& rng, float scale = 1.0f) {

@@ -60,9 +60,9 @@ class Tokenizer {
 };
 
 // Incremental detokenizer for streaming generation: push ids one at a time and get back the text
-// that became final. Output never ends inside a UTF-8 character, and decoders that depend on
-// context (e.g. Metaspace dropping the first token's leading space) see the previous tokens, so
-// the concatenated output equals decode() of all ids.
+// that became final. Output never ends inside a UTF-8 character nor inside a run of ByteFallback
+// byte tokens, and decoders that depend on context (e.g. Metaspace dropping the first token's
+// leading space) see the previous tokens, so the concatenated output equals decode() of all ids.
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special_tokens = true);

@@ -9,6 +9,7 @@
 #include "cpu/layers.h"
 #include "cpu/mamba3_scan.h"
 #include "cpu/ops.h"
+#include "m3/error.h"
 #include "model/specs.h"
 
 namespace m3::cpu {
@@ -18,6 +19,8 @@ namespace {
 class Mamba3Layer final : public Layer {
  public:
   Mamba3Layer(const Mamba3Config& c, int64_t d_model, ParamMap p) : c_(c), d_model_(d_model), p_(std::move(p)) {
+    check(c_.rank() <= kMamba3MaxRank, "Mamba-3 MIMO rank " + std::to_string(c_.rank()) +
+                                           ": the CPU backend supports ranks up to " + std::to_string(kMamba3MaxRank));
     // Absent per-variant factors point at ones, so that one loop serves every variant (× 1 is exact).
     ones_.assign(size_t(std::max(c_.nheads * c_.rank() * c_.headdim, c_.d_inner)), 1.0f);
     auto get = [&](const char* name) { return p_.at(name).f32(); };

@@ -34,8 +34,6 @@ constexpr float kPi = 3.14159265358979f;
 // Value dims (state columns) per sweep of the prefill kernel: the block's accumulators, its
 // scaled values and the state column block stay in registers.
 constexpr int64_t kPB = 32;
-// MIMO ranks are padded with zeros to the next compiled rank (see with_rank).
-constexpr int64_t kMaxRank = 16;
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
@@ -162,9 +160,9 @@ void with_rank(int64_t R, F&& f) {
   if (R == 2) return f.template operator()<2>();
   if (R <= 4) return f.template operator()<4>();
   if (R <= 8) return f.template operator()<8>();
-  if (R <= kMaxRank) return f.template operator()<16>();
+  if (R <= kMamba3MaxRank) return f.template operator()<16>();
   throw Error("Mamba-3 MIMO rank " + std::to_string(R) + ": the CPU scan supports ranks up to " +
-              std::to_string(kMaxRank));
+              std::to_string(kMamba3MaxRank));
 }
 
 // One (sequence, head) of the parallel form: rows [t0, t0 + L) of the packed batch, L > 0.

@@ -6,6 +6,9 @@
 
 namespace m3::cpu {
 
+// The largest MIMO rank the CPU scan is compiled for (ranks are padded to 1, 2, 4, 8 or 16).
+constexpr int64_t kMamba3MaxRank = 16;
+
 struct Mamba3ScanDims {
   int64_t H;  // value heads
   int64_t G;  // B/C groups (value head h reads group h / (H / G))

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "io/json_file.h"
 #include "m3/error.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe_model.h"
@@ -121,7 +122,7 @@ Tokenizer Tokenizer::load(const std::string& path) {
   Tokenizer t = from_json(read_file(file), file.string());
   const fs::path config_path = file.parent_path() / "tokenizer_config.json";
   if (fs::exists(config_path)) {
-    const Json config = parse_json(read_file(config_path), config_path.string());
+    const Json config = read_json_file(config_path.string());
     check(config.is_object(), config_path.string() + ": expected a JSON object");
     for (const auto& [key, slot] : {std::pair{"bos_token", &t.impl_->bos}, std::pair{"eos_token", &t.impl_->eos}}) {
       if (const auto name = config_token(config, key)) {

@@ -8,10 +8,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 #include <sstream>
 
+#include "io/json_file.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "m3/sampler.h"
@@ -60,8 +60,7 @@ std::optional<Tokenizer> load_tokenizer(const std::string& dir, const std::strin
 std::vector<int32_t> eos_ids(const std::string& dir, const std::optional<Tokenizer>& tok) {
   std::vector<int32_t> ids;
   if (tok && tok->eos_id()) ids.push_back(*tok->eos_id());
-  std::ifstream in(fs::path(dir) / "config.json");
-  const nlohmann::json config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json config = read_json_file((fs::path(dir) / "config.json").string());
   if (!config.is_object() || !config.contains("eos_token_id")) return ids;
   const nlohmann::json& eos = config["eos_token_id"];
   for (const nlohmann::json& id : eos.is_array() ? eos : nlohmann::json::array({eos}))
