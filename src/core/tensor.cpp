@@ -4,9 +4,15 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <sys/mman.h>
+
 #include "m3/error.h"
 
 namespace m3 {
+
+namespace {
+constexpr size_t kHugePage = size_t(2) << 20;
+}  // namespace
 
 size_t dtype_size(DType t) {
   switch (t) {
@@ -63,9 +69,14 @@ Tensor Tensor::zeros(DType t, Shape s) {
   r.dtype = t;
   r.shape = std::move(s);
   // 64-byte alignment so that SIMD loads of rows are aligned; at least one byte so data != null.
-  size_t bytes = (std::max<size_t>(r.nbytes(), 1) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes);
+  // Tensors of a huge page or more (weight matrices) are placed on huge pages where the kernel
+  // allows it: decode streams every weight once per token, and with 4 KiB pages the TLB misses
+  // of that stream cost a measurable part of the read bandwidth (bench/RESULTS.md).
+  const size_t align = r.nbytes() >= kHugePage ? kHugePage : 64;
+  size_t bytes = (std::max<size_t>(r.nbytes(), 1) + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, bytes);
   if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
+  if (align == kHugePage) madvise(p, bytes, MADV_HUGEPAGE);  // advice only: failure changes nothing
   std::memset(p, 0, bytes);
   r.data = p;
   r.owner = std::shared_ptr<void>(p, std::free);

@@ -40,17 +40,18 @@ float sum_floats(const float* p, int64_t n) {
   return total;
 }
 
-ReadProbe::ReadProbe(int64_t bytes) : buf_(static_cast<size_t>(bytes / int64_t(sizeof(float)))) {
+ReadProbe::ReadProbe(int64_t bytes)
+    : buf_(Tensor::zeros(DType::F32, {bytes / int64_t(sizeof(float))})), n_(bytes / int64_t(sizeof(float))) {
   // First touch by the threads that later read each part (static schedules, as in sum_floats).
-  const int64_t n = int64_t(buf_.size());
+  float* p = buf_.f32();
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) buf_[size_t(i)] = float(i & 1023);
+  for (int64_t i = 0; i < n_; ++i) p[i] = float(i & 1023);
 }
 
 double ReadProbe::gbps(int reps) {
   volatile float sink = 0;
-  const double t = best_seconds(reps, [&] { sink = sum_floats(buf_.data(), int64_t(buf_.size())); });
-  return double(buf_.size()) * sizeof(float) / t / 1e9;
+  const double t = best_seconds(reps, [&] { sink = sum_floats(buf_.f32(), n_); });
+  return double(n_) * sizeof(float) / t / 1e9;
 }
 
 SgemmProbe::SgemmProbe(int64_t M, int64_t N, int64_t K)

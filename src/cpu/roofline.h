@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "m3/tensor.h"
+
 namespace m3::cpu {
 
 // Sum of n floats, each thread streaming a contiguous part with independent partial sums (so
@@ -14,10 +16,13 @@ float sum_floats(const float* p, int64_t n);
 
 class ReadProbe {
  public:
-  explicit ReadProbe(int64_t bytes);  // much larger than the caches
-  double gbps(int reps);              // best of `reps` sums of the buffer, in GB/s
+  // `bytes` much larger than the caches; allocated as weights are (Tensor::zeros: huge pages where
+  // the kernel allows), so that the ceiling is not lowered by TLB misses the weights do not have.
+  explicit ReadProbe(int64_t bytes);
+  double gbps(int reps);  // best of `reps` sums of the buffer, in GB/s
  private:
-  std::vector<float> buf_;
+  Tensor buf_;
+  int64_t n_;
 };
 
 class SgemmProbe {
