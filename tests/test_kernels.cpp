@@ -3,6 +3,10 @@
 // than the rows and in-place use where the kernels allow it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <random>
+
 #include "cpu/conv1d.h"
 #include "cpu/layers.h"
 #include "cpu/ops.h"
@@ -97,29 +101,52 @@ TEST(Kernels, SiluGate) {
 
 TEST(Kernels, CausalConv1dWithWindow) {
   std::mt19937_64 rng(5);
-  const int64_t C = 67, W = 4, ldx = 70;
-  std::vector<float> w = test::randn(size_t(C * W), rng), bias = test::randn(size_t(C), rng);
-  for (int64_t L : {1, 2, 37})  // shorter and longer than the window
-    for (bool with_bias : {false, true})
-      for (bool silu_out : {false, true}) {
-        SCOPED_TRACE("L " + std::to_string(L) + " bias " + std::to_string(with_bias) + " silu " +
-                     std::to_string(silu_out));
-        std::vector<float> x = test::randn(size_t(L * ldx), rng), window = test::randn(size_t(C * W), rng);
-        Vec ref_window = ref::widen(window);
-        Vec want = ref::causal_conv1d(ref::widen(columns(x, L, ldx, 0, C)), L, C, ref::widen(w),
-                                      with_bias ? ref::widen(bias) : Vec{}, W, ref_window, silu_out);
-        std::vector<float> out(size_t(L * ldx), NAN);
-        std::vector<float> win = window;
-        cpu::causal_conv1d_fwd(out.data(), ldx, x.data(), ldx, L, C, w.data(), with_bias ? bias.data() : nullptr, W,
-                               win.data(), silu_out);
-        EXPECT_LT(rel_err(columns(out, L, ldx, 0, C), want), kTol);
-        EXPECT_EQ(win, std::vector<float>(ref_window.begin(), ref_window.end()));  // copies, exact
-        // In place (out aliases x), as MHA uses it.
-        win = window;
-        cpu::causal_conv1d_fwd(x.data(), ldx, x.data(), ldx, L, C, w.data(), with_bias ? bias.data() : nullptr, W,
-                               win.data(), silu_out);
-        EXPECT_LT(rel_err(columns(x, L, ldx, 0, C), want), kTol);
-      }
+  const int64_t C = 67, ldx = 70;
+  for (int64_t W : {4, 3}) {  // the decode path has its own code for 4 and for other widths
+    std::vector<float> w = test::randn(size_t(C * W), rng), bias = test::randn(size_t(C), rng);
+    for (int64_t L : {1, 2, 37})  // shorter and longer than the window
+      for (bool with_bias : {false, true})
+        for (bool silu_out : {false, true}) {
+          SCOPED_TRACE("W " + std::to_string(W) + " L " + std::to_string(L) + " bias " + std::to_string(with_bias) +
+                       " silu " + std::to_string(silu_out));
+          std::vector<float> x = test::randn(size_t(L * ldx), rng), window = test::randn(size_t(C * W), rng);
+          Vec ref_window = ref::widen(window);
+          Vec want = ref::causal_conv1d(ref::widen(columns(x, L, ldx, 0, C)), L, C, ref::widen(w),
+                                        with_bias ? ref::widen(bias) : Vec{}, W, ref_window, silu_out);
+          std::vector<float> out(size_t(L * ldx), NAN);
+          std::vector<float> win = window;
+          cpu::causal_conv1d_fwd(out.data(), ldx, x.data(), ldx, L, C, w.data(), with_bias ? bias.data() : nullptr, W,
+                                 win.data(), silu_out);
+          EXPECT_LT(rel_err(columns(out, L, ldx, 0, C), want), kTol);
+          EXPECT_EQ(win, std::vector<float>(ref_window.begin(), ref_window.end()));  // copies, exact
+          // In place (out aliases x), as MHA uses it.
+          win = window;
+          cpu::causal_conv1d_fwd(x.data(), ldx, x.data(), ldx, L, C, w.data(), with_bias ? bias.data() : nullptr, W,
+                                 win.data(), silu_out);
+          EXPECT_LT(rel_err(columns(x, L, ldx, 0, C), want), kTol);
+        }
+  }
+}
+
+// softplus_approx (vec_math.h) against float64 log1p(exp(x)) on random inputs over the range the
+// layers see and beyond; relative error within a few ulp, the PyTorch threshold's x above 20.
+TEST(Kernels, SoftplusApprox) {
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<float> wide(-87.0f, 87.0f), narrow(-6.0f, 6.0f);
+  double worst = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const float x = i % 2 ? wide(rng) : narrow(rng);
+    const double want = x > 20 ? double(x) : std::log1p(std::exp(double(x)));
+    worst = std::max(worst, std::abs(double(cpu::softplus_approx(x)) - want) / want);
+  }
+  for (float x : {0.0f, -0.0f, 1e-30f, -1e-30f, 17.0f, 20.0f, 20.5f, 1e6f, -30.0f, -87.0f}) {
+    const double want = x > 20 ? double(x) : std::log1p(std::exp(double(x)));
+    worst = std::max(worst, std::abs(double(cpu::softplus_approx(x)) - want) / want);
+  }
+  EXPECT_LT(worst, 1e-6);
+  EXPECT_EQ(cpu::softplus_approx(25.0f), 25.0f);
+  EXPECT_GE(cpu::softplus_approx(-200.0f), 0.0f);
+  EXPECT_LT(cpu::softplus_approx(-200.0f), 1e-37f);
 }
 
 TEST(Kernels, GatedMlpForwardAndStep) {

@@ -84,8 +84,9 @@ class Mamba1Layer final : public Layer {
     delta_.resize(static_cast<size_t>(T * DI));
     linear_fwd(delta_.data(), dbc_.data(), p_.at("dt_proj.weight").f32(), p_.at("dt_proj.bias").f32(), T, R, DI,
                xbc_dim());
-#pragma omp parallel for if (T * DI > 65536)
-    for (int64_t k = 0; k < T * DI; ++k) delta_[size_t(k)] = softplus(delta_[size_t(k)]);
+    float* delta = delta_.data();
+#pragma omp parallel for simd if (T * DI > 65536)
+    for (int64_t k = 0; k < T * DI; ++k) delta[k] = softplus_approx(delta[k]);
     const SelectiveScanInputs in{xz_.data(), 2 * DI, delta_.data(), DI, dbc_.data() + R, dbc_.data() + R + N,
                                  xbc_dim(), A_.data(), p_.at("D").f32()};
     ys_.resize(static_cast<size_t>(T * DI));

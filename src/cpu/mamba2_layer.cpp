@@ -94,7 +94,7 @@ class Mamba2Layer final : public Layer {
 #pragma omp parallel for if (T * H > 65536)
     for (int64_t t = 0; t < T; ++t)
       for (int64_t h = 0; h < H; ++h)
-        dt_[size_t(t * H + h)] = std::clamp(softplus(zx_[size_t(t * D_in + off_dt() + h)] + dt_bias[h]), lo, hi);
+        dt_[size_t(t * H + h)] = std::clamp(softplus_approx(zx_[size_t(t * D_in + off_dt() + h)] + dt_bias[h]), lo, hi);
     ys_.resize(static_cast<size_t>(T * c_.d_ssm));
     return ssm;
   }

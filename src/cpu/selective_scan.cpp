@@ -54,11 +54,45 @@ void scan_block(int64_t N, const SelectiveScanInputs& in, int64_t t0, int64_t L,
     for (int64_t j = 0; j < w; ++j) ssm[(c0 + j) * N + n] = h[n * kBlock + j];
 }
 
+// Decode: one token per sequence, state read and written in place in its [D, N] layout (no
+// transposes), the innermost loop over n. Token t of the batch belongs to sequence t.
+void scan_step(int64_t N, const SelectiveScanInputs& in, int64_t t, int64_t c_begin, int64_t c_end, float* ssm,
+               float* y, int64_t y_ld) {
+  const float* Bt = in.B + t * in.bc_ld;
+  const float* Ct = in.C + t * in.bc_ld;
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    const float u = in.u[t * in.u_ld + c], dt = in.delta[t * in.delta_ld + c], du = dt * u;
+    float* h = ssm + c * N;
+    const float* a = in.A + c * N;
+    float acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t n = 0; n < N; ++n) {
+      h[n] = exp_approx(dt * a[n]) * h[n] + du * Bt[n];
+      acc += h[n] * Ct[n];
+    }
+    y[t * y_ld + c] = acc + in.D[c] * u;
+  }
+}
+
 }  // namespace
 
 void selective_scan(int64_t D, int64_t N, const SelectiveScanInputs& in, const int64_t* cu_seqlens, int64_t n_seqs,
                     float* const* ssm, float* y, int64_t y_ld) {
   const int64_t nblk = (D + kBlock - 1) / kBlock, n_tokens = cu_seqlens[n_seqs] - cu_seqlens[0];
+  if (n_tokens == n_seqs && cu_seqlens[0] == 0) {  // one token each (lengths are ≥ 0): decode
+    bool one_each = true;
+    for (int64_t i = 0; i < n_seqs; ++i) one_each = one_each && cu_seqlens[i + 1] - cu_seqlens[i] == 1;
+    if (one_each) {
+      // Static split over (sequence, channel block): each thread keeps the same channels from
+      // step to step.
+#pragma omp parallel for schedule(static) if (n_seqs * D * N > kParallelWork)
+      for (int64_t item = 0; item < n_seqs * nblk; ++item) {
+        const int64_t i = item / nblk, c0 = (item % nblk) * kBlock;
+        scan_step(N, in, i, c0, std::min(D, c0 + kBlock), ssm[i], y, y_ld);
+      }
+      return;
+    }
+  }
 #pragma omp parallel if (n_tokens * D * N > kParallelWork)
   {
     std::vector<float> h(static_cast<size_t>(N * kBlock)), a(static_cast<size_t>(N * kBlock));

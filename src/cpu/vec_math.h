@@ -41,6 +41,31 @@ inline float exp_approx(float x) {
   return p * std::bit_cast<float>((int32_t(n) + 127) << 23);
 }
 
+// log(1 + y) for y ≥ 0 (finite), relative error < 3 ulp: with s = y / (2 + y) ∈ [0, 1),
+// log(1 + y) = 2·atanh(s) = 2s·(1 + s²/3 + s⁴/5 + ...). For y ≤ 1 (s ≤ 1/3, the only range
+// softplus_approx uses) the series to s¹⁴ leaves a truncation error below 2e-9 relative; larger y
+// are first split as y = 2^e·m, which this function does not do: keep y ≤ 1.
+inline float log1p_small(float y) {
+  const float s = y / (2.0f + y), s2 = s * s;
+  float p = 1.0f / 15.0f;
+  p = p * s2 + 1.0f / 13.0f;
+  p = p * s2 + 1.0f / 11.0f;
+  p = p * s2 + 1.0f / 9.0f;
+  p = p * s2 + 1.0f / 7.0f;
+  p = p * s2 + 1.0f / 5.0f;
+  p = p * s2 + 1.0f / 3.0f;
+  return 2.0f * s + 2.0f * s * s2 * p;
+}
+
+// softplus(x) = log(1 + e^x) = max(x, 0) + log(1 + e^{−|x|}), relative error < 4 ulp for
+// x ≥ −87 (below, the clamp in exp_approx leaves ~1.2e-38 instead of e^x: an absolute error
+// under 1.2e-38). For x > 17 the second term is below half an ulp of x, so the result is x, as
+// PyTorch's threshold of 20 gives.
+inline float softplus_approx(float x) {
+  const float a = x < 0 ? -x : x;
+  return (x > 0 ? x : 0.0f) + log1p_small(exp_approx(-a));
+}
+
 // tanh(x) = sign(x)·(1 − e^{−2|x|}) / (1 + e^{−2|x|}); absolute error < 2e-7 (the relative
 // error grows near 0, where it serves only as an angle rate added to an accumulated angle).
 inline float tanh_approx(float x) {
