@@ -4,7 +4,6 @@
 // and never crash.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -15,34 +14,16 @@
 #include "m3/model.h"
 #include "m3/presets.h"
 #include "m3/tokenizer.h"
+#include "run_m3.h"
 #include "temp_dir.h"
 #include "testing.h"
 
 namespace m3 {
 namespace {
 
-struct Result {
-  int code;  // the exit status, or 128 + the signal that killed it
-  std::string out, err;
-};
-
-std::string quote(const std::string& s) { return "'" + s + "'"; }
-
-// Runs `m3 ARGS` with stdout and stderr captured separately.
-Result run_m3(const std::string& args, const test::TempDir& tmp) {
-  const std::string err_file = tmp.file("stderr.txt");
-  const std::string cmd = quote(std::string(M3_BINARY_DIR) + "/m3") + " " + args + " 2>" + quote(err_file);
-  Result r{-1, "", ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) r.out.append(buf, n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream in(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  return r;
-}
+using test::quote;
+using test::Result;
+using test::run_m3;
 
 std::vector<int64_t> parse_ids(const std::string& s) {
   std::istringstream in(s);

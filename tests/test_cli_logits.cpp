@@ -3,13 +3,9 @@
 // through a misaligned typed pointer: the sanitizer build traps that), against the golden logits;
 // and the error for input_ids of another integer dtype.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-
-#include <cstdlib>
-#include <fstream>
-#include <iterator>
 
 #include "golden_model.h"
+#include "run_m3.h"
 #include "temp_dir.h"
 #include "testing.h"
 
@@ -19,13 +15,11 @@ namespace {
 // Runs `m3 logits DIR --input IN --output OUT`; its exit status, stderr in `err`.
 int m3_logits(const std::string& dir, const std::string& in, const std::string& out, const test::TempDir& tmp,
               std::string& err) {
-  const std::string err_file = tmp.file("stderr.txt");
-  const std::string cmd = "'" + std::string(M3_BINARY_DIR) + "/m3' logits '" + dir + "' --input '" + in +
-                          "' --output '" + out + "' 2>'" + err_file + "'";
-  const int status = std::system(cmd.c_str());
-  std::ifstream e(err_file);
-  err.assign(std::istreambuf_iterator<char>(e), {});
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  const test::Result r = test::run_m3("logits " + test::quote(dir) + " --input " + test::quote(in) + " --output " +
+                                          test::quote(out),
+                                      tmp);
+  err = r.err;
+  return r.code;
 }
 
 // input_ids [B, L] of `dtype` after a one-byte tensor, so that they start at an odd offset.

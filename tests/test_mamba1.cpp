@@ -536,11 +536,7 @@ const Tensor& param(const NamedTensors& ps, const std::string& name) {
   throw std::runtime_error("no parameter " + name);
 }
 
-float max_abs(const Tensor& t) {
-  float m = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::abs(t.f32()[i]));
-  return m;
-}
+using test::max_abs;
 
 TEST(Mamba1Init, ReferenceInitialisation) {
   const ModelConfig mc = small_model("random");

@@ -372,11 +372,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- Initialisation and presets ---------------------------------------------------------------
 
-float max_abs(const Tensor& t) {
-  float m = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::abs(t.f32()[i]));
-  return m;
-}
+using test::max_abs;
 
 // spec/mamba2.md §1–§2 and spec/model.md §6: A_log = log(U(A_init_range)), softplus(dt_bias)
 // log-uniform in [dt_min, dt_max], D and norm.weight ones, linear biases zero, conv1d within
