@@ -7,6 +7,7 @@
 //   build-perf/m3_bench --benchmark_filter='Prefill|Decode|Sgemm|Linear|Read|Mamba3'
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <random>
@@ -81,10 +82,14 @@ void Decode(benchmark::State& state, const std::string& preset) {
 // y[M, N] = x[M, K] · W[N, K]ᵀ through linear_fwd: sgemm for many rows, the streaming kernel for few.
 void Linear(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
-  std::vector<float> x(size_t(M * K), 0.5f), W(size_t(N * K), 0.25f), y(size_t(M * N));
+  // Allocated as model weights are (Tensor::zeros: huge pages where the kernel allows).
+  m3::Tensor x = m3::Tensor::zeros(m3::DType::F32, {M, K}), W = m3::Tensor::zeros(m3::DType::F32, {N, K});
+  m3::Tensor y = m3::Tensor::zeros(m3::DType::F32, {M, N});
+  std::fill_n(x.f32(), M * K, 0.5f);
+  std::fill_n(W.f32(), N * K, 0.25f);
   for (auto _ : state) {
-    m3::cpu::linear_fwd(y.data(), x.data(), W.data(), nullptr, M, K, N);
-    benchmark::DoNotOptimize(y.data());
+    m3::cpu::linear_fwd(y.f32(), x.f32(), W.f32(), nullptr, M, K, N);
+    benchmark::DoNotOptimize(y.f32());
   }
   state.counters["GFLOP/s"] = Counter(2.0 * double(M * N * K) / 1e9, Counter::kIsIterationInvariantRate);
   state.counters["GB/s"] = Counter(4.0 * double(N * K + M * K + M * N) / 1e9, Counter::kIsIterationInvariantRate);

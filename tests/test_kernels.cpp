@@ -46,6 +46,23 @@ TEST(Kernels, LinearWithAndWithoutBiasAndStrides) {
   EXPECT_LT(rel_err(y, ref::linear(xr, ref::widen(W), ref::widen(b), T, in, out)), kTol);
 }
 
+// The streaming path for few rows (decode): row lengths around its 16- and 128-float blocks, a
+// row count below and at kSmallRows, strided x and y, enough output rows to run threaded.
+TEST(Kernels, LinearFewRowsStreamingPath) {
+  std::mt19937_64 rng(11);
+  for (int64_t T : {int64_t(1), int64_t(3), cpu::kSmallRows})
+    for (int64_t in : {1, 15, 16, 17, 127, 128, 129, 300, 777})
+      for (int64_t out : {1, 5, 2049}) {
+        const int64_t ldx = in + 3, ldy = out + 2;
+        std::vector<float> x = test::randn(size_t(T * ldx), rng), W = test::randn(size_t(out * in), rng),
+                           b = test::randn(size_t(out), rng);
+        std::vector<float> y(size_t(T * ldy), NAN);
+        cpu::linear_fwd(y.data(), x.data(), W.data(), b.data(), T, in, out, ldx, ldy);
+        const Vec want = ref::linear(ref::widen(columns(x, T, ldx, 0, in)), ref::widen(W), ref::widen(b), T, in, out);
+        EXPECT_LT(rel_err(columns(y, T, ldy, 0, out), want), kTol) << "T " << T << " in " << in << " out " << out;
+      }
+}
+
 TEST(Kernels, RmsNormAndLayerNorm) {
   std::mt19937_64 rng(2);
   const int64_t T = 37, D = 67;
