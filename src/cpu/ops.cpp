@@ -12,13 +12,12 @@ namespace {
 constexpr int64_t kParallelWork = 65536;
 
 // 16 floats as one value: a zmm register with AVX-512, two ymm or four xmm registers otherwise
-// (GCC/Clang vector extension; the compiler picks the instructions for the target).
+// (GCC/Clang vector extension; the compiler picks the instructions for the target). Only used
+// inside functions — a 64-byte vector passed or returned would change the ABI without AVX-512 —
+// and read through the 4-byte-aligned, may_alias variant, which makes the loads unaligned ones
+// (named explicitly: `auto` would deduce the canonical, 64-byte-aligned type).
 typedef float f32x16 __attribute__((vector_size(64)));
-inline f32x16 load16(const float* p) {
-  f32x16 v;
-  __builtin_memcpy(&v, p, sizeof v);  // unaligned load
-  return v;
-}
+typedef float f32x16_unaligned __attribute__((vector_size(64), aligned(4), may_alias));
 
 // The dot product of one weight row with x, n floats: 8 independent accumulators of 16 lanes, so
 // that the FMA latency is hidden and the row is read as fast as memory delivers it.
@@ -26,16 +25,19 @@ inline float dot_row(const float* w, const float* x, int64_t n) {
   f32x16 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {};
   int64_t i = 0;
   for (; i + 128 <= n; i += 128) {
-    a0 += load16(w + i) * load16(x + i);
-    a1 += load16(w + i + 16) * load16(x + i + 16);
-    a2 += load16(w + i + 32) * load16(x + i + 32);
-    a3 += load16(w + i + 48) * load16(x + i + 48);
-    a4 += load16(w + i + 64) * load16(x + i + 64);
-    a5 += load16(w + i + 80) * load16(x + i + 80);
-    a6 += load16(w + i + 96) * load16(x + i + 96);
-    a7 += load16(w + i + 112) * load16(x + i + 112);
+    const f32x16_unaligned* wv = reinterpret_cast<const f32x16_unaligned*>(w + i);
+    const f32x16_unaligned* xv = reinterpret_cast<const f32x16_unaligned*>(x + i);
+    a0 += wv[0] * xv[0];
+    a1 += wv[1] * xv[1];
+    a2 += wv[2] * xv[2];
+    a3 += wv[3] * xv[3];
+    a4 += wv[4] * xv[4];
+    a5 += wv[5] * xv[5];
+    a6 += wv[6] * xv[6];
+    a7 += wv[7] * xv[7];
   }
-  for (; i + 16 <= n; i += 16) a0 += load16(w + i) * load16(x + i);
+  for (; i + 16 <= n; i += 16)
+    a0 += *reinterpret_cast<const f32x16_unaligned*>(w + i) * *reinterpret_cast<const f32x16_unaligned*>(x + i);
   const f32x16 v = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
   float s = 0;
   for (int j = 0; j < 16; ++j) s += v[j];
