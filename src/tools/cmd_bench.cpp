@@ -49,7 +49,7 @@ void add_bench_command(CLI::App& app) {
   d->excludes(p);
   cmd->add_option("--prompt-len", a->prompt, "prefill length")->default_val(512)->check(CLI::PositiveNumber);
   cmd->add_option("--decode-tokens", a->decode, "tokens to decode")->default_val(64)->check(CLI::PositiveNumber);
-  cmd->add_option("--reps", a->reps, "rounds (the best of each figure is reported)")->default_val(5)->check(CLI::PositiveNumber);
+  cmd->add_option("--reps", a->reps, "rounds, each printed; the fastest is reported against the ceilings measured around it")->default_val(5)->check(CLI::PositiveNumber);
   cmd->callback([a] {
     check(!a->dir.empty() || !a->preset.empty(), "give a checkpoint DIR or --preset NAME");
     Model m = a->preset.empty() ? Model::load(a->dir) : Model::init(preset_config(a->preset), 1);
