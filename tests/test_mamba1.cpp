@@ -12,11 +12,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "conv_ssm_state.h"
 #include "cpu/layers.h"
 #include "cpu/selective_scan.h"
 #include "expect_error.h"
 #include "golden_model.h"
 #include "io/hf_config.h"
+#include "layer_steps.h"
 #include "m3/presets.h"
 #include "model/specs.h"
 #include "reference.h"
@@ -200,9 +202,7 @@ ParamMap random_params(const Mamba1Config& c, std::mt19937_64& rng) {
 
 // Decode state of the reference: the conv window [DI, W] (the last W inputs x, oldest first) and
 // the SSM state [DI, N].
-struct RefState {
-  Vec conv, ssm;
-};
+using RefState = test::ConvSsmState;
 
 // spec/mamba1.md §3 over one sequence x [L, d_model], one token at a time, from `st` (left as the
 // state after the last token). Sizes come from the case, not from the engine's parsed config.
@@ -251,26 +251,7 @@ Vec mamba1_reference(const Case& k, const ref::Params& p, const Vec& x, int64_t 
 }
 
 RefState random_state(const Case& k, std::mt19937_64& rng) {
-  std::normal_distribution<double> normal(0.0, 1.0);
-  RefState s{Vec(static_cast<size_t>(2 * kDModel * k.d_conv)), Vec(static_cast<size_t>(2 * kDModel * kDState))};
-  for (double& v : s.conv) v = normal(rng);
-  for (double& v : s.ssm) v = 0.5 * normal(rng);
-  return s;
-}
-
-LayerState to_layer_state(const Layer& layer, const RefState& s) {
-  LayerState ls = layer.new_state();
-  for (auto [name, src] : {std::pair{"conv", &s.conv}, {"ssm", &s.ssm}}) {
-    auto& b = ls[name];
-    EXPECT_EQ(b.data.size(), src->size()) << name;
-    b.data.assign(src->begin(), src->end());
-  }
-  return ls;
-}
-
-void expect_state_near(LayerState& got, const RefState& want, const std::string& what) {
-  EXPECT_LT(rel_err(got["conv"].data, want.conv), kTol) << what << ": conv";
-  EXPECT_LT(rel_err(got["ssm"].data, want.ssm), kTol) << what << ": ssm";
+  return test::random_conv_ssm_state(2 * kDModel * k.d_conv, 2 * kDModel * kDState, rng);
 }
 
 class Mamba1Layer : public ::testing::TestWithParam<Case> {};
@@ -302,37 +283,23 @@ TEST_P(Mamba1Layer, ParallelAndStepMatchFloat64Recurrence) {
   // Parallel form over the packed batch.
   std::vector<LayerState> packed(n);
   std::vector<LayerState*> ptrs(n);
-  for (size_t i = 0; i < n; ++i) packed[i] = to_layer_state(*layer, init[i]), ptrs[i] = &packed[i];
+  for (size_t i = 0; i < n; ++i) packed[i] = test::to_layer_state(*layer, init[i]), ptrs[i] = &packed[i];
   std::vector<float> y(size_t(T * kDModel), NAN);
   layer->forward(x.data(), y.data(), Packing{cu}, ptrs.data());
   for (size_t i = 0; i < n; ++i) {
     const std::string what = k.name() + ", packed forward, sequence of " + std::to_string(kLengths[i]);
     EXPECT_LT(rel_err(rows_of(y, cu[i], cu[i + 1], kDModel), want_y[i]), kTol) << what;
-    expect_state_near(packed[i], want_state[i], what);
+    test::expect_state_near(packed[i], want_state[i], kTol, what);
   }
 
   // Step form: at time t every sequence still running advances by one token, together.
   std::vector<LayerState> stepped(n);
-  for (size_t i = 0; i < n; ++i) stepped[i] = to_layer_state(*layer, init[i]);
-  std::fill(y.begin(), y.end(), NAN);
-  for (int64_t t = 0; t < kLengths.back(); ++t) {
-    std::vector<size_t> active;
-    for (size_t i = 0; i < n; ++i)
-      if (t < kLengths[i]) active.push_back(i);
-    std::vector<float> xs, ys(active.size() * kDModel);
-    std::vector<LayerState*> sp;
-    for (size_t i : active) {
-      xs.insert(xs.end(), x.begin() + (cu[i] + t) * kDModel, x.begin() + (cu[i] + t + 1) * kDModel);
-      sp.push_back(&stepped[i]);
-    }
-    layer->step(xs.data(), ys.data(), int64_t(active.size()), sp.data());
-    for (size_t a = 0; a < active.size(); ++a)
-      std::copy_n(ys.begin() + int64_t(a) * kDModel, kDModel, y.begin() + (cu[active[a]] + t) * kDModel);
-  }
+  for (size_t i = 0; i < n; ++i) stepped[i] = test::to_layer_state(*layer, init[i]);
+  y = test::step_packed(*layer, x, cu, kDModel, stepped);
   for (size_t i = 0; i < n; ++i) {
     const std::string what = k.name() + ", step, sequence of " + std::to_string(kLengths[i]);
     EXPECT_LT(rel_err(rows_of(y, cu[i], cu[i + 1], kDModel), want_y[i]), kTol) << what;
-    expect_state_near(stepped[i], want_state[i], what);
+    test::expect_state_near(stepped[i], want_state[i], kTol, what);
   }
 }
 

@@ -13,10 +13,12 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "conv_ssm_state.h"
 #include "cpu/layers.h"
 #include "cpu/ssd_scan.h"
 #include "golden_model.h"
 #include "io/hf_config.h"
+#include "layer_steps.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "m3/presets.h"
@@ -138,9 +140,7 @@ TEST(Mamba2Scan, ChunkedAndStepMatchFloat64Recurrence) {
 // ---- Mixer level ------------------------------------------------------------------------------
 
 // The mixer's decode state in float64 (spec §4): conv [conv_dim, W] (oldest first), ssm [H, P, N].
-struct State {
-  Vec conv, ssm;
-};
+using State = test::ConvSsmState;
 
 // The sizes of spec/mamba2.md §1–§2, derived here from the primary hyperparameters.
 struct Sizes {
@@ -261,26 +261,7 @@ ParamMap random_params(const Mamba2Config& c, std::mt19937_64& rng) {
 }
 
 State random_state(const Sizes& s, std::mt19937_64& rng) {
-  std::normal_distribution<double> normal(0.0, 1.0);
-  State st{Vec(static_cast<size_t>(s.CD * s.W)), Vec(static_cast<size_t>(s.H * s.P * s.N))};
-  for (double& v : st.conv) v = normal(rng);
-  for (double& v : st.ssm) v = 0.5 * normal(rng);
-  return st;
-}
-
-LayerState to_layer_state(const Layer& layer, const State& s) {
-  LayerState ls = layer.new_state();
-  for (auto [name, src] : {std::pair{"conv", &s.conv}, {"ssm", &s.ssm}}) {
-    auto& b = ls[name];
-    EXPECT_EQ(b.data.size(), src->size()) << name;
-    b.data.assign(src->begin(), src->end());
-  }
-  return ls;
-}
-
-void expect_state_near(LayerState& got, const State& want, const std::string& what) {
-  EXPECT_LT(rel_err(got["conv"].data, want.conv), kTol) << what << ": conv";
-  EXPECT_LT(rel_err(got["ssm"].data, want.ssm), kTol) << what << ": ssm";
+  return test::random_conv_ssm_state(s.CD * s.W, s.H * s.P * s.N, rng);
 }
 
 class Mamba2Layer : public ::testing::TestWithParam<Case> {};
@@ -316,47 +297,33 @@ TEST_P(Mamba2Layer, ParallelAndStepMatchFloat64Recurrence) {
   // Parallel form over the packed batch.
   std::vector<LayerState> packed(n);
   std::vector<LayerState*> ptrs(n);
-  for (size_t i = 0; i < n; ++i) packed[i] = to_layer_state(*layer, init[i]), ptrs[i] = &packed[i];
+  for (size_t i = 0; i < n; ++i) packed[i] = test::to_layer_state(*layer, init[i]), ptrs[i] = &packed[i];
   std::vector<float> y(static_cast<size_t>(T * kDModel), NAN);
   layer->forward(x.data(), y.data(), Packing{cu}, ptrs.data());
   for (size_t i = 0; i < n; ++i) {
     const std::string what = k.name() + ", packed forward, sequence of " + std::to_string(kLengths[i]);
     EXPECT_LT(rel_err(y_of(y, i), want_y[i]), kTol) << what;
-    expect_state_near(packed[i], want_state[i], what);
+    test::expect_state_near(packed[i], want_state[i], kTol, what);
   }
 
   // Each sequence alone equals its part of the packed batch.
   for (size_t i = 0; i < n; ++i) {
-    LayerState alone = to_layer_state(*layer, init[i]);
+    LayerState alone = test::to_layer_state(*layer, init[i]);
     LayerState* one = &alone;
     std::vector<float> ya(static_cast<size_t>(kLengths[i] * kDModel));
     layer->forward(x.data() + cu[i] * kDModel, ya.data(), Packing{{0, kLengths[i]}}, &one);
     EXPECT_LT(rel_err(ya, want_y[i]), kTol) << k.name() << ", alone, sequence of " << kLengths[i];
-    expect_state_near(alone, want_state[i], k.name() + ", alone");
+    test::expect_state_near(alone, want_state[i], kTol, k.name() + ", alone");
   }
 
   // Step form: at time t every sequence still running advances by one token, together.
   std::vector<LayerState> stepped(n);
-  for (size_t i = 0; i < n; ++i) stepped[i] = to_layer_state(*layer, init[i]);
-  std::fill(y.begin(), y.end(), NAN);
-  for (int64_t t = 0; t < kLengths.back(); ++t) {
-    std::vector<size_t> active;
-    for (size_t i = 0; i < n; ++i)
-      if (t < kLengths[i]) active.push_back(i);
-    std::vector<float> xs, ys(active.size() * kDModel);
-    std::vector<LayerState*> sp;
-    for (size_t i : active) {
-      xs.insert(xs.end(), x.begin() + (cu[i] + t) * kDModel, x.begin() + (cu[i] + t + 1) * kDModel);
-      sp.push_back(&stepped[i]);
-    }
-    layer->step(xs.data(), ys.data(), int64_t(active.size()), sp.data());
-    for (size_t a = 0; a < active.size(); ++a)
-      std::copy_n(ys.begin() + int64_t(a) * kDModel, kDModel, y.begin() + (cu[active[a]] + t) * kDModel);
-  }
+  for (size_t i = 0; i < n; ++i) stepped[i] = test::to_layer_state(*layer, init[i]);
+  y = test::step_packed(*layer, x, cu, kDModel, stepped);
   for (size_t i = 0; i < n; ++i) {
     const std::string what = k.name() + ", step, sequence of " + std::to_string(kLengths[i]);
     EXPECT_LT(rel_err(y_of(y, i), want_y[i]), kTol) << what;
-    expect_state_near(stepped[i], want_state[i], what);
+    test::expect_state_near(stepped[i], want_state[i], kTol, what);
   }
 }
 

@@ -16,6 +16,7 @@
 #include "m3/model.h"
 #include "model/specs.h"
 #include "expect_error.h"
+#include "layer_steps.h"
 #include "reference.h"
 #include "testing.h"
 
@@ -177,21 +178,7 @@ void check_against_reference(const Mamba3Config& c, int64_t d_model, const Param
   // Step form: at time t every sequence still running advances by one token, together.
   std::vector<LayerState> stepped(n);
   for (size_t i = 0; i < n; ++i) stepped[i] = to_layer_state(*layer, init[i]);
-  std::fill(y.begin(), y.end(), NAN);
-  for (int64_t t = 0; t < *std::max_element(lengths.begin(), lengths.end()); ++t) {
-    std::vector<size_t> active;
-    for (size_t i = 0; i < n; ++i)
-      if (t < lengths[i]) active.push_back(i);
-    std::vector<float> xs, ys(active.size() * d_model);
-    std::vector<LayerState*> sp;
-    for (size_t i : active) {
-      xs.insert(xs.end(), x.begin() + (cu[i] + t) * d_model, x.begin() + (cu[i] + t + 1) * d_model);
-      sp.push_back(&stepped[i]);
-    }
-    layer->step(xs.data(), ys.data(), int64_t(active.size()), sp.data());
-    for (size_t a = 0; a < active.size(); ++a)
-      std::copy_n(ys.begin() + a * d_model, d_model, y.begin() + (cu[active[a]] + t) * d_model);
-  }
+  y = test::step_packed(*layer, x, cu, d_model, stepped);
   for (size_t i = 0; i < n; ++i) {
     const std::string what = name + ", step, sequence of " + std::to_string(lengths[i]);
     EXPECT_LT(rel_err(y_of(y, i), want_y[i]), kTol) << what;

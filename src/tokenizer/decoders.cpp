@@ -221,12 +221,7 @@ std::unique_ptr<Decoder> make_decoder(const Json& j, const std::string& where) {
                                             require_string(j, "content", where));
   }
   if (type == "Sequence") {
-    const Json& list = require_field(j, "decoders", where);
-    check(list.is_array(), where + ".decoders: expected an array");
-    std::vector<std::unique_ptr<Decoder>> steps;
-    for (size_t i = 0; i < list.size(); ++i)
-      steps.push_back(make_decoder(list[i], where + ".decoders[" + std::to_string(i) + "]"));
-    return std::make_unique<SequenceDecoder>(std::move(steps));
+    return std::make_unique<SequenceDecoder>(parse_list(j, "decoders", where, make_decoder));
   }
   throw Error(where + ": unsupported decoder type '" + type +
               "' (supported: ByteLevel, ByteFallback, Metaspace, Fuse, Strip, Replace, Sequence)");

@@ -8,6 +8,8 @@ namespace {
 std::string field_path(const std::string& where, const char* key) { return where + "." + key; }
 }  // namespace
 
+void throw_expected_array(const std::string& where) { throw Error(where + ": expected an array"); }
+
 const Json& require_field(const Json& obj, const char* key, const std::string& where) {
   check(obj.is_object(), where + ": expected an object, found " + obj.type_name());
   const auto it = obj.find(key);

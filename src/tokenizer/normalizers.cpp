@@ -126,12 +126,7 @@ std::unique_ptr<Normalizer> make_normalizer(const Json& j, const std::string& wh
   }
   if (type == "ByteLevel") return std::make_unique<ByteLevelNormalizer>();
   if (type == "Sequence") {
-    const Json& list = require_field(j, "normalizers", where);
-    check(list.is_array(), where + ".normalizers: expected an array");
-    std::vector<std::unique_ptr<Normalizer>> steps;
-    for (size_t i = 0; i < list.size(); ++i)
-      steps.push_back(make_normalizer(list[i], where + ".normalizers[" + std::to_string(i) + "]"));
-    return std::make_unique<Sequence>(std::move(steps));
+    return std::make_unique<Sequence>(parse_list(j, "normalizers", where, make_normalizer));
   }
   throw Error(where + ": unsupported normalizer type '" + type +
               "' (supported: NFC, NFD, NFKC, NFKD, Lowercase, Replace, Prepend, Strip, ByteLevel, Sequence)");

@@ -193,12 +193,7 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const Json& j, const std::strin
                                        optional_bool(j, "split", where, true));
   }
   if (type == "Sequence") {
-    const Json& list = require_field(j, "pretokenizers", where);
-    check(list.is_array(), where + ".pretokenizers: expected an array");
-    std::vector<std::unique_ptr<PreTokenizer>> steps;
-    for (size_t i = 0; i < list.size(); ++i)
-      steps.push_back(make_pre_tokenizer(list[i], where + ".pretokenizers[" + std::to_string(i) + "]"));
-    return std::make_unique<Sequence>(std::move(steps));
+    return std::make_unique<Sequence>(parse_list(j, "pretokenizers", where, make_pre_tokenizer));
   }
   throw Error(where + ": unsupported pre_tokenizer type '" + type +
               "' (supported: ByteLevel, Split, Digits, Metaspace, WhitespaceSplit, Sequence)");
