@@ -44,7 +44,7 @@ void causal_conv1d_fwd(float* out, int64_t ldo, const float* x, int64_t ldx, int
       conv_step<0>(out, x, C, w, bias, window, silu_out, W);
     return;
   }
-#pragma omp parallel if (C * L > 65536)
+#pragma omp parallel if (C * L > kParallelWork)
   {
     std::vector<float> h(static_cast<size_t>(W + L));  // the window then this channel's new inputs
 #pragma omp for schedule(static)

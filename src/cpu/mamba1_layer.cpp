@@ -73,7 +73,7 @@ class Mamba1Layer final : public Layer {
     linear_fwd(dbc_.data(), xz_.data(), p_.at("x_proj.weight").f32(), nullptr, T, DI, xbc_dim(), 2 * DI);
     if (c_.bcdt_rmsnorm) {
       const float eps = float(c_.bcdt_rms_eps);
-#pragma omp parallel for if (T * xbc_dim() > 65536)
+#pragma omp parallel for if (T * xbc_dim() > kParallelWork)
       for (int64_t t = 0; t < T; ++t) {
         float* row = dbc_.data() + t * xbc_dim();
         rms_normalize(row, R, eps);
@@ -85,7 +85,7 @@ class Mamba1Layer final : public Layer {
     linear_fwd(delta_.data(), dbc_.data(), p_.at("dt_proj.weight").f32(), p_.at("dt_proj.bias").f32(), T, R, DI,
                xbc_dim());
     float* delta = delta_.data();
-#pragma omp parallel for simd if (T * DI > 65536)
+#pragma omp parallel for simd if (T * DI > kParallelWork)
     for (int64_t k = 0; k < T * DI; ++k) delta[k] = softplus_approx(delta[k]);
     const SelectiveScanInputs in{xz_.data(), 2 * DI, delta_.data(), DI, dbc_.data() + R, dbc_.data() + R + N,
                                  xbc_dim(), A_.data(), p_.at("D").f32()};

@@ -91,7 +91,7 @@ class Mamba2Layer final : public Layer {
     dt_.resize(static_cast<size_t>(T * H));
     const float* dt_bias = p_.at("dt_bias").f32();
     const float lo = float(c_.dt_limit_min), hi = float(c_.dt_limit_max);
-#pragma omp parallel for if (T * H > 65536)
+#pragma omp parallel for if (T * H > kParallelWork)
     for (int64_t t = 0; t < T; ++t)
       for (int64_t h = 0; h < H; ++h)
         dt_[size_t(t * H + h)] = std::clamp(softplus_approx(zx_[size_t(t * D_in + off_dt() + h)] + dt_bias[h]), lo, hi);

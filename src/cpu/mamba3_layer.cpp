@@ -99,7 +99,7 @@ class Mamba3Layer final : public Layer {
       rmsnorm_fwd(kn_.data() + t * bc_dim(), row + off_B(), w_.B_norm, nbc, N, 1e-5f);
       rmsnorm_fwd(qn_.data() + t * bc_dim(), row + off_C(), w_.C_norm, nbc, N, 1e-5f);
       for (int64_t h = 0; h < H; ++h) {
-        const float dt = softplus(row[off_dt() + h] + w_.dt_bias[h]);
+        const float dt = softplus_approx(row[off_dt() + h] + w_.dt_bias[h]);
         const float a = row[off_A() + h];
         const float A = std::min(-(a >= 0 ? 1.0f + a : 1.0f / (1.0f - a)), -float(c_.A_floor));
         dt_[t * H + h] = dt;

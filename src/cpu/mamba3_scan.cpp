@@ -322,7 +322,7 @@ void mamba3_scan_step(const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64
                       const Mamba3ScanState* states, float* y, int64_t y_ld) {
   const int64_t R = d.R, N = d.N, P = d.P;
   with_rank(R, [&]<int kR>() {
-#pragma omp parallel for schedule(static) if (n_seqs * d.H * P * N > 65536)
+#pragma omp parallel for schedule(static) if (n_seqs * d.H * P * N > kParallelWork)
     for (int64_t w = 0; w < n_seqs * d.H; ++w) {
       const int64_t t = w / d.H, h = w % d.H;
       const Mamba3ScanState& st = states[t];

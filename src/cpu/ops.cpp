@@ -8,8 +8,6 @@ namespace m3::cpu {
 
 namespace {
 
-// Below this many multiply-adds a kernel runs on the calling thread: waking the team costs more.
-constexpr int64_t kParallelWork = 65536;
 
 // 16 floats as one value: a zmm register with AVX-512, two ymm or four xmm registers otherwise
 // (GCC/Clang vector extension; the compiler picks the instructions for the target). Only used

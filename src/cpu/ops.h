@@ -11,8 +11,10 @@ namespace m3::cpu {
 // Through exp_approx, so that loops applying them vectorise.
 inline float sigmoid(float x) { return 1.0f / (1.0f + exp_approx(-x)); }
 inline float silu(float x) { return x * sigmoid(x); }
-// softplus(x) = log(1 + e^x), computed without overflow (PyTorch's threshold of 20 is exact in fp32).
-inline float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+// Below this much work (elements, or multiply-adds) a kernel runs on the calling thread: waking
+// the OpenMP team costs more than it saves.
+constexpr int64_t kParallelWork = 65536;
 
 // y[T, out] = x[T, in] · W[out, in]ᵀ (+ bias[out] if not null). ldx/ldy: row strides of x and y.
 // Up to kSmallRows rows stream W once (decode: the time is reading the weights); more go to

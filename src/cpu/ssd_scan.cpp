@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/ops.h"
 #include "cpu/vec_math.h"
 
 namespace m3::cpu {
@@ -107,7 +108,7 @@ void ssd_scan_chunked(const SsdScanDims& d, const SsdScanInputs& in, const int64
 void ssd_scan_step(const SsdScanDims& d, const SsdScanInputs& in, int64_t n_seqs, float* const* ssm, float* y,
                    int64_t y_ld) {
   const int64_t N = d.N, P = d.P;
-#pragma omp parallel for schedule(static) if (n_seqs * d.H * P * N > 65536)
+#pragma omp parallel for schedule(static) if (n_seqs * d.H * P * N > kParallelWork)
   for (int64_t w = 0; w < n_seqs * d.H; ++w) {
     const int64_t t = w / d.H, h = w % d.H, g = h / (d.H / d.G);
     const float dt = in.dt[t * in.dt_ld + h];

@@ -126,7 +126,7 @@ struct Model::Impl {
     normed.resize(size_t(T * d));
     hidden.resize(size_t(T * d));
     auto add = [&] {
-#pragma omp parallel for if (T * d > 65536)
+#pragma omp parallel for if (T * d > cpu::kParallelWork)
       for (int64_t x = 0; x < T * d; ++x) residual[size_t(x)] += hidden[size_t(x)];
     };
     for (size_t l = 0; l < blocks.size(); ++l) {
