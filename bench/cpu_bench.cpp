@@ -69,13 +69,13 @@ void Decode(benchmark::State& state, const std::string& preset) {
   m3::SequenceState* sp = &s;
   m.forward(ids, cu, std::span<m3::SequenceState* const>(&sp, 1), logits.data(), true);
   int32_t tok = ids.back();
-  double bytes = 0;
+  const m3::SequenceState before = s;
   for (auto _ : state) {
-    bytes += m3::decode_bytes(m, s).total();
     m.step(std::span<const int32_t>(&tok, 1), std::span<m3::SequenceState* const>(&sp, 1), logits.data());
     tok = int32_t((tok + 1) % m.config().vocab_size);
   }
   state.counters["tok/s"] = Counter(1.0, Counter::kIsIterationInvariantRate);
+  const double bytes = m3::decode_bytes_of_steps(m, before, s, int64_t(state.iterations()));
   state.counters["GB/s"] = Counter(bytes / 1e9, Counter::kIsRate);
 }
 

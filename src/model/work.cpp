@@ -47,4 +47,11 @@ DecodeBytes decode_bytes(const Model& m, const SequenceState& s) {
   return b;
 }
 
+double decode_bytes_of_steps(const Model& m, const SequenceState& before, const SequenceState& after, int64_t steps) {
+  if (steps <= 0) return 0;
+  const double first = decode_bytes(m, before).total(), next = decode_bytes(m, after).total();
+  const double growth = (next - first) / double(steps);
+  return double(steps) * (first + (next - growth)) / 2;
+}
+
 }  // namespace m3

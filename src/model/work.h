@@ -35,5 +35,9 @@ struct DecodeBytes {
 };
 // One step of one sequence whose state is `s`.
 DecodeBytes decode_bytes(const Model& m, const SequenceState& s);
+// All bytes of `steps` steps from state `before` to state `after`, counted outside the timed
+// loop: a step's bytes grow linearly with the tokens seen (the KV cache), so they are the mean of
+// the first and last step's, and the last step's are `after`'s less one step of growth.
+double decode_bytes_of_steps(const Model& m, const SequenceState& before, const SequenceState& after, int64_t steps);
 
 }  // namespace m3

@@ -68,12 +68,9 @@ void add_bench_command(CLI::App& app) {
     auto prefill = [&] { m.forward(prompt, cu, std::span<SequenceState* const>(&sp, 1), logits.data(), true); };
     prefill();  // warm-up: sizes the activation buffers
     const SequenceState prompted = s;
-    double bytes = 0;
     auto decode = [&] {
       int32_t tok = prompt.back();
-      bytes = 0;
       for (int64_t i = 0; i < a->decode; ++i) {
-        bytes += decode_bytes(m, s).total();
         m.step(std::span<const int32_t>(&tok, 1), std::span<SequenceState* const>(&sp, 1), logits.data());
         tok = int32_t(std::max_element(logits.begin(), logits.begin() + c.vocab_size) - logits.begin());
       }
@@ -104,6 +101,7 @@ void add_bench_command(CLI::App& app) {
     const PrefillWork pw = prefill_work(m, a->prompt, 1);
     const DecodeBytes db = decode_bytes(m, prompted);
     const double t_pre = pre.t, gemm = pre.ceiling, t_dec = dec.t, bw = dec.ceiling;
+    const double bytes = decode_bytes_of_steps(m, prompted, s, a->decode);  // s: after the last round's decode
     const double pre_gflops = pw.matrix_flops / t_pre / 1e9, dec_gbps = bytes / t_dec / 1e9;
     std::printf("model: %s, %.1f M parameters; %s, %u hardware threads, %d OpenMP threads\n",
                 a->preset.empty() ? a->dir.c_str() : a->preset.c_str(), double(m.n_params()) / 1e6, cpu_name().c_str(),
