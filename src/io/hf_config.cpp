@@ -12,7 +12,7 @@
 #include <set>
 #include <vector>
 
-#include "io/json_file.h"
+#include "io/files.h"
 #include "m3/error.h"
 
 namespace m3 {

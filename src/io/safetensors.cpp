@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "io/json_file.h"
+#include "io/files.h"
 #include "m3/error.h"
 
 namespace m3 {

@@ -105,8 +105,7 @@ void AddedVocabulary::split(Pieces& p, bool normalized_kind) const {
         // Swallow the whitespace before the token, but not what an earlier match took.
         size_t nb = b;
         while (nb > 0) {
-          size_t c = nb - 1;
-          while (c > 0 && (static_cast<unsigned char>(s[c]) & 0xC0) == 0x80) --c;
+          const size_t c = prev_code_point_start(s, nb);
           size_t k = c;
           if (!is_white_space(next_code_point(s, k))) break;
           nb = c;

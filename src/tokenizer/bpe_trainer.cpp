@@ -6,12 +6,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <queue>
-#include <sstream>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "io/files.h"
 #include "m3/error.h"
 #include "m3/tokenizer.h"
 #include "tokenizer/added_tokens.h"
@@ -279,11 +278,7 @@ std::string train_bpe_tokenizer(const std::vector<std::string>& files, const Bpe
   constexpr size_t kChunk = 1 << 20;
   std::vector<std::string> chunks;
   for (const std::string& f : files) {
-    std::ifstream in(f, std::ios::binary);
-    check(in.good(), "tokenizer train: cannot open " + f);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    const std::string text = ss.str();
+    const std::string text = read_file(f);
     size_t start = 0;
     while (start < text.size()) {
       size_t cut = std::min(text.size(), start + kChunk);

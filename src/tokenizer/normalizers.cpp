@@ -69,8 +69,7 @@ class Strip final : public Normalizer {
     }
     if (right_) {
       while (e > b) {
-        size_t start = e - 1;
-        while (start > b && (static_cast<unsigned char>(in[start]) & 0xC0) == 0x80) --start;
+        const size_t start = prev_code_point_start(in, e, b);
         size_t i = start;
         if (!is_white_space(next_code_point(in, i))) break;
         e = start;

@@ -4,10 +4,8 @@
 #include "m3/tokenizer.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
-#include "io/json_file.h"
+#include "io/files.h"
 #include "m3/error.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe_model.h"
@@ -35,14 +33,6 @@ struct Tokenizer::Impl {
 };
 
 namespace {
-
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  check(in.good(), "cannot open " + path.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 Json parse_json(std::string_view text, const std::string& source) {
   try {
@@ -119,7 +109,7 @@ Tokenizer Tokenizer::load(const std::string& path) {
   const fs::path p(path);
   const fs::path file = fs::is_directory(p) ? p / "tokenizer.json" : p;
   check(fs::exists(file), "tokenizer not found: " + file.string());
-  Tokenizer t = from_json(read_file(file), file.string());
+  Tokenizer t = from_json(read_file(file.string()), file.string());
   const fs::path config_path = file.parent_path() / "tokenizer_config.json";
   if (fs::exists(config_path)) {
     const Json config = read_json_file(config_path.string());

@@ -43,8 +43,7 @@ size_t well_formed_len(std::string_view s, size_t i, size_t* bad_len) {
 }  // namespace
 
 char32_t last_code_point(std::string_view s) {
-  size_t i = s.size() - 1;
-  while (i > 0 && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) --i;
+  size_t i = prev_code_point_start(s, s.size());
   return next_code_point(s, i);
 }
 

@@ -29,6 +29,14 @@ inline char32_t next_code_point(std::string_view s, size_t& i) {
   return cp;
 }
 
+// The start of the code point that ends just before byte i: back from i − 1 over continuation
+// bytes, but not below `floor`. i > floor.
+inline size_t prev_code_point_start(std::string_view s, size_t i, size_t floor = 0) {
+  size_t c = i - 1;
+  while (c > floor && (static_cast<unsigned char>(s[c]) & 0xC0) == 0x80) --c;
+  return c;
+}
+
 // Decodes the last character of non-empty valid UTF-8 text.
 char32_t last_code_point(std::string_view s);
 

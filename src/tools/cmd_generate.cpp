@@ -11,7 +11,7 @@
 #include <optional>
 #include <sstream>
 
-#include "io/json_file.h"
+#include "io/files.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "m3/sampler.h"

@@ -4,11 +4,12 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
+#include "io/files.h"
 #include "m3/error.h"
+#include "m3/safetensors.h"
 #include "m3/tokenizer.h"
 #include "tools/commands.h"
 
@@ -24,11 +25,7 @@ std::string read_input(const std::string& path) {
     ss << std::cin.rdbuf();
     return ss.str();
   }
-  std::ifstream in(path, std::ios::binary);
-  check(in.good(), "cannot open " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_file(path);
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -163,13 +160,12 @@ void add_train(CLI::App& app) {
     const fs::path dir = to_file ? fs::path(o->output).parent_path() : fs::path(o->output);
     if (!dir.empty()) fs::create_directories(dir);
     const fs::path tokenizer_path = to_file ? fs::path(o->output) : dir / "tokenizer.json";
-    std::ofstream(tokenizer_path, std::ios::binary) << json;
-    check(fs::file_size(tokenizer_path) == json.size(), "could not write " + tokenizer_path.string());
+    write_file_atomic(tokenizer_path.string(), json);
     if (!to_file) {
       Json config = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"clean_up_tokenization_spaces", false}};
       if (opt.bos_token) config["bos_token"] = *opt.bos_token;
       if (opt.eos_token) config["eos_token"] = *opt.eos_token;
-      std::ofstream(dir / "tokenizer_config.json") << config.dump(2) << "\n";
+      write_file_atomic((dir / "tokenizer_config.json").string(), config.dump(2) + "\n");
     }
     const Tokenizer tok = Tokenizer::load(tokenizer_path.string());
     std::printf("wrote %s (%d tokens)\n", tokenizer_path.c_str(), tok.vocab_size());
