@@ -8,6 +8,7 @@
 #include <string>
 #include <utility>
 
+#include "layer_states.h"
 #include "model/layer.h"
 #include "reference.h"
 #include "testing.h"
@@ -28,7 +29,7 @@ inline ConvSsmState random_conv_ssm_state(int64_t conv_size, int64_t ssm_size, s
 }
 
 inline LayerState to_layer_state(const Layer& layer, const ConvSsmState& s) {
-  LayerState ls = layer.new_state();
+  LayerState ls = new_host_state(layer);
   for (auto [name, src] : {std::pair{"conv", &s.conv}, {"ssm", &s.ssm}}) {
     auto& b = ls[name];
     EXPECT_EQ(b.data.size(), src->size()) << name;
@@ -37,7 +38,7 @@ inline LayerState to_layer_state(const Layer& layer, const ConvSsmState& s) {
   return ls;
 }
 
-inline void expect_state_near(LayerState& got, const ConvSsmState& want, double tol, const std::string& what) {
+inline void expect_state_near(const LayerState& got, const ConvSsmState& want, double tol, const std::string& what) {
   EXPECT_LT(rel_err(got["conv"].data, want.conv), tol) << what << ": conv";
   EXPECT_LT(rel_err(got["ssm"].data, want.ssm), tol) << what << ": ssm";
 }

@@ -102,10 +102,14 @@ inline void expect_packed_equals_separate(GoldenRun& g, const std::vector<int64_
     // Not bitwise: BLAS blocks a GEMM differently for different row counts; fp32 rounding only.
     EXPECT_LT(rel_err(part, alone), 1e-5) << "sequence " << i;
     ASSERT_EQ(s.bytes(), st[i].bytes()) << "sequence " << i;
-    for (size_t l = 0; l < s.layers.size(); ++l)
-      for (size_t k = 0; k < s.layers[l].buffers.size(); ++k)
-        EXPECT_LT(rel_err(st[i].layers[l].buffers[k].data, s.layers[l].buffers[k].data), 1e-5)
-            << "sequence " << i << " layer " << l << " state " << s.layers[l].buffers[k].name;
+    ASSERT_EQ(s.n_layers(), st[i].n_layers());
+    for (size_t l = 0; l < s.n_layers(); ++l) {
+      const LayerState want = s.layer(l), got = st[i].layer(l);
+      ASSERT_EQ(got.buffers.size(), want.buffers.size());
+      for (size_t k = 0; k < want.buffers.size(); ++k)
+        EXPECT_LT(rel_err(got.buffers[k].data, want.buffers[k].data), 1e-5)
+            << "sequence " << i << " layer " << l << " state " << want.buffers[k].name;
+    }
   }
 }
 

@@ -3,16 +3,20 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
+#include "layer_states.h"
 #include "model/layer.h"
 
 namespace m3::test {
 
 // x: the packed batch [cu.back(), d_model]; states[i] belongs to sequence i (rows cu[i]..cu[i+1])
-// and is advanced. Returns the outputs in the same packed layout.
+// and is advanced. Returns the outputs in the same packed layout. x, the result and the states
+// are on the host; the layer runs on `backend`.
 inline std::vector<float> step_packed(Layer& layer, const std::vector<float>& x, const std::vector<int64_t>& cu,
-                                      int64_t d_model, std::vector<LayerState>& states) {
+                                      int64_t d_model, std::vector<LayerState>& states,
+                                      const std::shared_ptr<Backend>& backend = cpu_backend()) {
   const size_t n = cu.size() - 1;
   std::vector<float> y(x.size(), NAN);
   int64_t longest = 0;
@@ -21,13 +25,13 @@ inline std::vector<float> step_packed(Layer& layer, const std::vector<float>& x,
     std::vector<size_t> active;
     for (size_t i = 0; i < n; ++i)
       if (t < cu[i + 1] - cu[i]) active.push_back(i);
-    std::vector<float> xs, ys(active.size() * size_t(d_model));
+    std::vector<float> xs;
     std::vector<LayerState*> sp;
     for (size_t i : active) {
       xs.insert(xs.end(), x.begin() + (cu[i] + t) * d_model, x.begin() + (cu[i] + t + 1) * d_model);
       sp.push_back(&states[i]);
     }
-    layer.step(xs.data(), ys.data(), int64_t(active.size()), sp.data());
+    const std::vector<float> ys = step_with_states(layer, xs, sp, backend);
     for (size_t a = 0; a < active.size(); ++a)
       std::copy_n(ys.begin() + int64_t(a) * d_model, d_model, y.begin() + (cu[active[a]] + t) * d_model);
   }

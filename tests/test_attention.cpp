@@ -3,15 +3,20 @@
 // (none, partial rotate-half, partial interleaved, full), conv, the fused MLP branch, biases and an
 // explicit softmax scale. Each runs a packed prefill of two sequences, a second multi-token call
 // on top of the KV cache, then single-token steps of both sequences together. Then random sizes
-// and options over packed batches with empty sequences, prompts longer than a query block, the
-// reference initialisation and the layer's description for `m3 info`.
+// and options over packed batches with empty sequences, prompts longer than a query block, a call
+// past the state pool's KV capacity, the reference initialisation and the layer's description for
+// `m3 info`.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "cpu/layers.h"
+#include "expect_error.h"
+#include "layer_states.h"
 #include "m3/model.h"
 #include "model/specs.h"
+#include "model/state_pool.h"
 #include "reference.h"
 #include "testing.h"
 
@@ -50,9 +55,8 @@ std::vector<std::vector<float>> run_engine(Layer& layer, int64_t d_model, const 
                                            const std::vector<int64_t>& prefill, const std::vector<int64_t>& extend,
                                            int64_t total) {
   const size_t n = x.size();
-  std::vector<LayerState> st(n);
-  std::vector<LayerState*> sp(n);
-  for (size_t i = 0; i < n; ++i) st[i] = layer.new_state(), sp[i] = &st[i];
+  std::vector<LayerState> st(n, test::new_host_state(layer));
+  const std::vector<LayerState*> sp = test::pointers_to(st);
   std::vector<std::vector<float>> y(n);
   std::vector<int64_t> done(n, 0);
   for (const auto* lens : {&prefill, &extend}) {
@@ -63,7 +67,7 @@ std::vector<std::vector<float>> run_engine(Layer& layer, int64_t d_model, const 
       cu.push_back(cu.back() + (*lens)[i]);
     }
     std::vector<float> ys(xs.size(), NAN);
-    layer.forward(xs.data(), ys.data(), Packing{cu}, sp.data());
+    test::forward_with_states(layer, xs.data(), ys.data(), Packing{cu}, sp);
     for (size_t i = 0; i < n; ++i) {
       y[i].insert(y[i].end(), ys.begin() + cu[i] * d_model, ys.begin() + cu[i + 1] * d_model);
       done[i] += (*lens)[i];
@@ -80,13 +84,16 @@ std::vector<std::vector<float>> run_engine(Layer& layer, int64_t d_model, const 
       xs.insert(xs.end(), x[i].begin() + done[i] * d_model, x[i].begin() + (done[i] + 1) * d_model);
       ap.push_back(sp[i]);
     }
-    layer.step(xs.data(), ys.data(), int64_t(active.size()), ap.data());
+    test::step_with_states(layer, xs.data(), ys.data(), ap);
     for (size_t a = 0; a < active.size(); ++a) {
       y[active[a]].insert(y[active[a]].end(), ys.begin() + a * d_model, ys.begin() + (a + 1) * d_model);
       ++done[active[a]];
     }
   }
-  for (size_t i = 0; i < n; ++i) EXPECT_EQ(st[i]["kv_k"].shape[0], total) << "KV cache length";
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(st[i]["kv_k"].shape[0], total) << "KV cache length";
+    EXPECT_EQ(st[i]["kv_v"].shape[0], total) << "KV cache length";
+  }
   return y;
 }
 
@@ -226,6 +233,34 @@ TEST(Attention, LongPromptsAcrossQueryBlocks) {
   }
 }
 
+// The caller reserves the KV rows a call needs (StatePool::reserve_kv); a call that would write past
+// the pool's capacity is refused before any sequence's state changes.
+TEST(Attention, CallPastKvCapacityIsRefused) {
+  std::mt19937_64 rng(37);
+  const AttnConfig c = parse_attn({{"num_heads", 2}, {"head_dim", 4}, {"rotary_emb_dim", 4}, {"d_conv", 2}}, kDModel);
+  auto layer = cpu::make_attention(c, kDModel, random_params(c, kDModel, rng));
+  StatePool pool(test::cpu_backend(), {layer->state_spec()}, 2, 6, false);
+  const int32_t slots[2] = {pool.acquire(), pool.acquire()};
+  const std::vector<float> x = test::randn(size_t(6 * kDModel), rng);
+  std::vector<float> y(x.size());
+  Packing prefill{{0, 4, 6}};
+  prefill.cu_dev = prefill.cu_seqlens.data();
+  const int64_t fresh[2] = {0, 0};
+  layer->forward(x.data(), y.data(), prefill, pool.batch(0, 2, slots, slots, fresh, fresh));
+  const LayerState before0 = pool.read(slots[0], 0, 4), before1 = pool.read(slots[1], 0, 2);
+  // Sequence 0 fits (4 + 1 ≤ 6), sequence 1 does not (2 + 5 > 6).
+  Packing more{{0, 1, 6}};
+  more.cu_dev = more.cu_seqlens.data();
+  const int64_t pos[2] = {4, 2};
+  test::expect_error([&] { layer->forward(x.data(), y.data(), more, pool.batch(0, 2, slots, slots, pos, pos)); },
+                     {"sequence 1", "7 KV positions", "holds 6"});
+  for (auto [slot, rows, before] : {std::tuple{slots[0], 4, &before0}, {slots[1], 2, &before1}}) {
+    const LayerState after = pool.read(slot, 0, rows);
+    for (size_t b = 0; b < after.buffers.size(); ++b)
+      EXPECT_EQ(after.buffers[b].data, before->buffers[b].data) << "slot " << slot << " " << after.buffers[b].name;
+  }
+}
+
 // spec/model.md §4 and §6: the MHA block's parameters (names, shapes) and initialisation — Linear
 // weights PyTorch's U(±1/√fan_in), out_proj's divided by √n_layer, biases zero, the depthwise conv
 // U(±1/√d_conv) for weight and bias — and its decode state (empty KV cache, zero conv window).
@@ -261,11 +296,11 @@ TEST(AttentionInit, ParametersAndStateFollowReference) {
     EXPECT_LE(v, bound * (1 + 1e-6)) << name;
     EXPECT_GT(v, 0.8 * bound) << name;
   }
-  SequenceState s = m.new_state();
-  EXPECT_EQ(s.layers[1]["kv_k"].shape, (Shape{0, 16}));
-  EXPECT_EQ(s.layers[1]["kv_v"].shape, (Shape{0, 16}));
-  EXPECT_EQ(s.layers[1]["conv"].shape, (Shape{qkv, 3}));
-  EXPECT_EQ(s.layers[1]["conv"].data, std::vector<float>(size_t(qkv * 3), 0.0f));
+  const LayerState s = m.new_state().layer(1);
+  EXPECT_EQ(s["kv_k"].shape, (Shape{0, 16}));
+  EXPECT_EQ(s["kv_v"].shape, (Shape{0, 16}));
+  EXPECT_EQ(s["conv"].shape, (Shape{qkv, 3}));
+  EXPECT_EQ(s["conv"].data, std::vector<float>(size_t(qkv * 3), 0.0f));
 }
 
 // The one-line description `m3 info` prints names every attn_cfg option.

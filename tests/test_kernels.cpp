@@ -180,10 +180,10 @@ TEST(Kernels, GatedMlpForwardAndStep) {
   std::vector<float> x = test::randn(size_t(T * d), rng);
   Vec want = ref::gated_mlp(ref::widen(x), ref::widen(p), T, d, hidden);
   std::vector<float> y(static_cast<size_t>(T * d));
-  layer->forward(x.data(), y.data(), Packing{{0, 5, T}}, nullptr);
+  layer->forward(x.data(), y.data(), Packing{{0, 5, T}}, StateBatch{});
   EXPECT_LT(rel_err(y, want), kTol);
   std::fill(y.begin(), y.end(), NAN);
-  layer->step(x.data(), y.data(), T, nullptr);
+  layer->step(x.data(), y.data(), T, StateBatch{});
   EXPECT_LT(rel_err(y, want), kTol);
 }
 

@@ -18,6 +18,7 @@
 #include "expect_error.h"
 #include "golden_model.h"
 #include "io/hf_config.h"
+#include "layer_states.h"
 #include "layer_steps.h"
 #include "m3/presets.h"
 #include "model/specs.h"
@@ -282,10 +283,9 @@ TEST_P(Mamba1Layer, ParallelAndStepMatchFloat64Recurrence) {
 
   // Parallel form over the packed batch.
   std::vector<LayerState> packed(n);
-  std::vector<LayerState*> ptrs(n);
-  for (size_t i = 0; i < n; ++i) packed[i] = test::to_layer_state(*layer, init[i]), ptrs[i] = &packed[i];
+  for (size_t i = 0; i < n; ++i) packed[i] = test::to_layer_state(*layer, init[i]);
   std::vector<float> y(size_t(T * kDModel), NAN);
-  layer->forward(x.data(), y.data(), Packing{cu}, ptrs.data());
+  test::forward_with_states(*layer, x.data(), y.data(), Packing{cu}, test::pointers_to(packed));
   for (size_t i = 0; i < n; ++i) {
     const std::string what = k.name() + ", packed forward, sequence of " + std::to_string(kLengths[i]);
     EXPECT_LT(rel_err(rows_of(y, cu[i], cu[i + 1], kDModel), want_y[i]), kTol) << what;

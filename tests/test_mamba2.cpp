@@ -18,6 +18,7 @@
 #include "cpu/ssd_scan.h"
 #include "golden_model.h"
 #include "io/hf_config.h"
+#include "layer_states.h"
 #include "layer_steps.h"
 #include "m3/error.h"
 #include "m3/model.h"
@@ -296,10 +297,9 @@ TEST_P(Mamba2Layer, ParallelAndStepMatchFloat64Recurrence) {
 
   // Parallel form over the packed batch.
   std::vector<LayerState> packed(n);
-  std::vector<LayerState*> ptrs(n);
-  for (size_t i = 0; i < n; ++i) packed[i] = test::to_layer_state(*layer, init[i]), ptrs[i] = &packed[i];
+  for (size_t i = 0; i < n; ++i) packed[i] = test::to_layer_state(*layer, init[i]);
   std::vector<float> y(static_cast<size_t>(T * kDModel), NAN);
-  layer->forward(x.data(), y.data(), Packing{cu}, ptrs.data());
+  test::forward_with_states(*layer, x.data(), y.data(), Packing{cu}, test::pointers_to(packed));
   for (size_t i = 0; i < n; ++i) {
     const std::string what = k.name() + ", packed forward, sequence of " + std::to_string(kLengths[i]);
     EXPECT_LT(rel_err(y_of(y, i), want_y[i]), kTol) << what;
@@ -309,9 +309,8 @@ TEST_P(Mamba2Layer, ParallelAndStepMatchFloat64Recurrence) {
   // Each sequence alone equals its part of the packed batch.
   for (size_t i = 0; i < n; ++i) {
     LayerState alone = test::to_layer_state(*layer, init[i]);
-    LayerState* one = &alone;
     std::vector<float> ya(static_cast<size_t>(kLengths[i] * kDModel));
-    layer->forward(x.data() + cu[i] * kDModel, ya.data(), Packing{{0, kLengths[i]}}, &one);
+    test::forward_with_states(*layer, x.data() + cu[i] * kDModel, ya.data(), Packing{{0, kLengths[i]}}, {&alone});
     EXPECT_LT(rel_err(ya, want_y[i]), kTol) << k.name() << ", alone, sequence of " << kLengths[i];
     test::expect_state_near(alone, want_state[i], kTol, k.name() + ", alone");
   }
@@ -382,9 +381,9 @@ TEST(Mamba2Init, ParametersAndStateFollowSpec) {
       EXPECT_GT(v, 0.7 * bound) << name;
     }
   }
-  SequenceState s = m.new_state();
-  EXPECT_EQ(s.layers[0]["conv"].shape, (Shape{DS + 2 * 2 * 6, 4}));
-  EXPECT_EQ(s.layers[0]["ssm"].shape, (Shape{H, 10, 6}));
+  const LayerState s = m.new_state().layer(0);
+  EXPECT_EQ(s["conv"].shape, (Shape{DS + 2 * 2 * 6, 4}));
+  EXPECT_EQ(s["ssm"].shape, (Shape{H, 10, 6}));
 }
 
 TEST(Mamba2Preset, PublicMamba2_130mShape) {

@@ -16,6 +16,7 @@
 #include "m3/model.h"
 #include "model/specs.h"
 #include "expect_error.h"
+#include "layer_states.h"
 #include "layer_steps.h"
 #include "reference.h"
 #include "testing.h"
@@ -105,7 +106,7 @@ ref::Mamba3State random_state(const Mamba3Config& c, int64_t d_model, std::mt199
 
 // The engine's layer state holding the same values as a reference state (float32).
 LayerState to_layer_state(const Layer& layer, const ref::Mamba3State& s) {
-  LayerState ls = layer.new_state();
+  LayerState ls = test::new_host_state(layer);
   for (auto [name, src] : {std::pair{"angle", &s.angle}, {"ssm", &s.ssm}, {"k", &s.k}, {"v", &s.v}}) {
     auto& b = ls[name];
     EXPECT_EQ(b.data.size(), src->size()) << name;
@@ -121,7 +122,7 @@ std::vector<double> cos_sin(const std::vector<double>& theta) {
   return r;
 }
 
-void expect_state_near(LayerState& g, const ref::Mamba3State& want, const std::string& what) {
+void expect_state_near(const LayerState& g, const ref::Mamba3State& want, const std::string& what) {
   EXPECT_LT(rel_err(cos_sin(Vec(g["angle"].data.begin(), g["angle"].data.end())), cos_sin(want.angle)), kTol)
       << what << ": angle";
   EXPECT_LT(rel_err(g["ssm"].data, want.ssm), kTol) << what << ": ssm";
@@ -155,10 +156,9 @@ void check_against_reference(const Mamba3Config& c, int64_t d_model, const Param
 
   // Parallel form over the packed batch.
   std::vector<LayerState> packed(n);
-  std::vector<LayerState*> ptrs(n);
-  for (size_t i = 0; i < n; ++i) packed[i] = to_layer_state(*layer, init[i]), ptrs[i] = &packed[i];
+  for (size_t i = 0; i < n; ++i) packed[i] = to_layer_state(*layer, init[i]);
   std::vector<float> y(size_t(T * d_model), NAN);
-  layer->forward(x.data(), y.data(), Packing{cu}, ptrs.data());
+  test::forward_with_states(*layer, x.data(), y.data(), Packing{cu}, test::pointers_to(packed));
   for (size_t i = 0; i < n; ++i) {
     const std::string what = name + ", packed forward, sequence of " + std::to_string(lengths[i]);
     EXPECT_LT(rel_err(y_of(y, i), want_y[i]), kTol) << what;
@@ -168,9 +168,8 @@ void check_against_reference(const Mamba3Config& c, int64_t d_model, const Param
   // Each sequence alone equals its part of the packed batch.
   for (size_t i = 0; i < n; ++i) {
     LayerState alone = to_layer_state(*layer, init[i]);
-    LayerState* one = &alone;
     std::vector<float> ya(static_cast<size_t>(lengths[i] * d_model));
-    layer->forward(x.data() + cu[i] * d_model, ya.data(), Packing{{0, lengths[i]}}, &one);
+    test::forward_with_states(*layer, x.data() + cu[i] * d_model, ya.data(), Packing{{0, lengths[i]}}, {&alone});
     EXPECT_LT(rel_err(ya, want_y[i]), kTol) << name << ", alone, sequence of " << lengths[i];
     expect_state_near(alone, want_state[i], name + ", alone");
   }
@@ -339,10 +338,10 @@ TEST(Mamba3Init, ParametersAndStateFollowReference) {
         EXPECT_GT(test::max_abs(ps.at(name)), 0.9 * bound) << name;
       }
     }
-    SequenceState st = m.new_state();
+    const LayerState st = m.new_state().layer(0);
     for (auto [name, shape] : {std::pair{"angle", Shape{H, S}}, {"ssm", Shape{H, P, N}}, {"k", Shape{R, H, N}},
                                {"v", Shape{H, P}}}) {
-      const StateBuffer& b = st.layers[0][name];
+      const StateBuffer& b = st[name];
       EXPECT_EQ(b.shape, shape) << name;
       EXPECT_EQ(b.data, std::vector<float>(size_t(shape_numel(shape)), 0.0f)) << name;
     }

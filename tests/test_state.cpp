@@ -1,7 +1,8 @@
 // Decode state persistence (include/m3/state.h): a state saved to safetensors after a prefill and
 // restored into a fresh state continues exactly like the original, on the golden hybrid (its MHA
-// layer has a KV cache, its Mamba-3 layers fixed-size states); malformed state files are refused
-// with m3::Error and leave the target state untouched.
+// layer has a KV cache, its Mamba-3 layers fixed-size states); malformed state files (a KV cache
+// must hold exactly the n_tokens positions consumed) are refused with m3::Error and leave the
+// target state untouched.
 #include <gtest/gtest.h>
 
 #include "expect_error.h"
@@ -39,6 +40,20 @@ struct Golden {
   }
 };
 
+// Every buffer of every layer the same, shapes and values.
+void expect_same_state(const SequenceState& got, const SequenceState& want) {
+  ASSERT_EQ(got.n_layers(), want.n_layers());
+  for (size_t l = 0; l < want.n_layers(); ++l) {
+    const LayerState g = got.layer(l), w = want.layer(l);
+    ASSERT_EQ(g.buffers.size(), w.buffers.size()) << "layer " << l;
+    for (size_t b = 0; b < w.buffers.size(); ++b) {
+      EXPECT_EQ(g.buffers[b].name, w.buffers[b].name);
+      EXPECT_EQ(g.buffers[b].shape, w.buffers[b].shape) << "layer " << l << " " << w.buffers[b].name;
+      EXPECT_EQ(g.buffers[b].data, w.buffers[b].data) << "layer " << l << " " << w.buffers[b].name;
+    }
+  }
+}
+
 NamedTensors read_all(const std::string& path) {
   SafetensorsFile f = SafetensorsFile::open(path);
   NamedTensors r;
@@ -63,13 +78,9 @@ TEST(State, SavedAndRestoredContinuesIdentically) {
       state_from_tensors(*restored, read_all(path), path);
       EXPECT_EQ(restored->n_tokens, k);
       EXPECT_EQ(restored->bytes(), original.bytes());
-      for (size_t l = 0; l < original.layers.size(); ++l)
-        for (size_t b = 0; b < original.layers[l].buffers.size(); ++b) {
-          EXPECT_EQ(restored->layers[l].buffers[b].shape, original.layers[l].buffers[b].shape);
-          EXPECT_EQ(restored->layers[l].buffers[b].data, original.layers[l].buffers[b].data);
-        }
+      expect_same_state(*restored, original);
     }
-    EXPECT_EQ(fresh.layers[2].buffers[0].shape[0], k) << "the MHA layer's KV cache holds the prefill";
+    EXPECT_EQ(fresh.layer(2)["kv_k"].shape[0], k) << "the MHA layer's KV cache holds the prefill";
     const std::vector<float> want = g.steps(original, k, k + 12);
     EXPECT_EQ(g.steps(fresh, k, k + 12), want);
     EXPECT_EQ(g.steps(used, k, k + 12), want);
@@ -135,6 +146,21 @@ TEST(State, MalformedStateTensorsAreRefused) {
          set(t, kv_v, Tensor::zeros(DType::F32, {12, 32}));
        }),
        {"'" + kv_v + "'", "12"}},
+      // A KV cache holds exactly the n_tokens positions the sequence consumed (9 here).
+      {"KV caches shorter than n_tokens",
+       edited([&](NamedTensors& t) {
+         set(t, kv_k, Tensor::zeros(DType::F32, {5, 32}));
+         set(t, kv_v, Tensor::zeros(DType::F32, {5, 32}));
+       }),
+       {"'" + kv_k + "'", "[5, 32]"}},
+      {"KV caches longer than n_tokens",
+       edited([&](NamedTensors& t) {
+         set(t, kv_k, Tensor::zeros(DType::F32, {12, 32}));
+         set(t, kv_v, Tensor::zeros(DType::F32, {12, 32}));
+       }),
+       {"'" + kv_k + "'", "[12, 32]"}},
+      {"n_tokens beyond the KV caches", edited([&](NamedTensors& t) { set(t, "n_tokens", i64(12)); }),
+       {"'" + kv_k + "'", "[9, 32]"}},
       {"an extra tensor",
        edited([&](NamedTensors& t) { t.emplace_back("layers.9.ssm", Tensor::zeros(DType::F32, {1})); }),
        {"'layers.9.ssm'", "not used"}},
@@ -149,9 +175,7 @@ TEST(State, MalformedStateTensorsAreRefused) {
     parts.push_back("state.safetensors");
     test::expect_error([&] { state_from_tensors(target, c.tensors, "state.safetensors"); }, parts);
     EXPECT_EQ(target.n_tokens, before.n_tokens) << "a refused restore leaves the state as it was";
-    for (size_t l = 0; l < target.layers.size(); ++l)
-      for (size_t b = 0; b < target.layers[l].buffers.size(); ++b)
-        EXPECT_EQ(target.layers[l].buffers[b].data, before.layers[l].buffers[b].data);
+    expect_same_state(target, before);
   }
   SequenceState ok = g.model.new_state();
   EXPECT_NO_THROW(state_from_tensors(ok, edited([](NamedTensors&) {}), "state.safetensors"));

@@ -1,6 +1,7 @@
 // A language model in the reference layout (spec/model.md): embedding, a list of blocks
 // (norm → mixer, and norm2 → MLP when d_intermediate > 0) with the residual in float32, final
-// norm, lm_head. Runs on the CPU backend.
+// norm, lm_head. Runs on a backend (cpu, cuda) picked by a DeviceSpec; the host keeps the float32
+// parameters (save, parameters()), the backend its own copies and the decode state pool.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "m3/config.h"
+#include "m3/device.h"
 #include "m3/safetensors.h"
 #include "m3/state.h"
 
@@ -18,9 +20,9 @@ class Model {
  public:
   // Loads DIR/config.json and DIR/model.safetensors (or its sharded index). Every tensor is
   // checked for presence, shape, dtype and finite values; errors name the file and tensor.
-  static Model load(const std::string& dir);
+  static Model load(const std::string& dir, const DeviceSpec& device = {});
   // A model with freshly initialised parameters (spec/model.md §6), deterministic in `seed`.
-  static Model init(const ModelConfig& c, uint64_t seed);
+  static Model init(const ModelConfig& c, uint64_t seed, const DeviceSpec& device = {});
   // Writes config.json and model.safetensors into dir (created if needed), atomically per file.
   void save(const std::string& dir) const;
 
@@ -31,7 +33,16 @@ class Model {
   const ModelConfig& config() const;
   int64_t n_params() const;
   std::vector<std::string> describe_layers() const;
+  // A zero state in a slot of the model's state pool (on the model's device).
   SequenceState new_state() const;
+  // Each layer's per-sequence state buffers.
+  std::vector<LayerStateSpec> state_specs() const;
+
+  const DeviceSpec& device() const;
+  // "cpu (16 threads, f32)", "cuda:0 NVIDIA H200, bf16 matrices"
+  std::string device_description() const;
+  // Device bytes held by weights (0 on the CPU, which uses the host parameters in place).
+  size_t device_weight_bytes() const;
 
   // Parallel form over a packed batch: tokens [n_tokens], sequence i = rows
   // [cu_seqlens[i], cu_seqlens[i+1]). states[i] is sequence i's starting state and is left as its
@@ -39,7 +50,8 @@ class Model {
   // last token of each sequence) when last_only.
   void forward(std::span<const int32_t> tokens, std::span<const int64_t> cu_seqlens,
                std::span<SequenceState* const> states, float* logits, bool last_only = false);
-  // Recurrent form: one token for each sequence; logits [n, vocab_padded].
+  // Recurrent form: one token for each sequence; logits [n, vocab_padded]. States must be
+  // distinct (one token per sequence).
   void step(std::span<const int32_t> tokens, std::span<SequenceState* const> states, float* logits);
 
   // Parameters with their checkpoint names (float32 views).

@@ -5,11 +5,24 @@
 #include <set>
 
 #include "m3/error.h"
+#include "model/state_pool.h"
 
 namespace m3 {
 
+int64_t StateBufferSpec::row_numel() const {
+  int64_t n = 1;
+  for (size_t d = kv ? 1 : 0; d < shape.size(); ++d) n *= shape[d];
+  return n;
+}
+
 StateBuffer& LayerState::operator[](const std::string& name) {
   for (auto& b : buffers)
+    if (b.name == name) return b;
+  throw Error("layer state has no buffer '" + name + "'");
+}
+
+const StateBuffer& LayerState::operator[](const std::string& name) const {
+  for (const auto& b : buffers)
     if (b.name == name) return b;
   throw Error("layer state has no buffer '" + name + "'");
 }
@@ -20,10 +33,64 @@ size_t LayerState::bytes() const {
   return n;
 }
 
-size_t SequenceState::bytes() const {
-  size_t n = 0;
-  for (const auto& l : layers) n += l.bytes();
-  return n;
+LayerState zero_layer_state(const LayerStateSpec& spec) {
+  LayerState s;
+  for (const auto& b : spec) {
+    Shape shape = b.shape;
+    if (b.kv) shape[0] = 0;
+    s.buffers.push_back({b.name, shape, std::vector<float>(size_t(shape_numel(shape)))});
+  }
+  return s;
+}
+
+SequenceState::SequenceState(std::shared_ptr<StatePool> pool, int32_t slot) : pool_(std::move(pool)), slot_(slot) {}
+
+SequenceState::SequenceState(const SequenceState& o) : n_tokens(o.n_tokens), pool_(o.pool_) {
+  if (pool_) {
+    slot_ = pool_->acquire();
+    pool_->copy_slot(slot_, o.slot_);
+  }
+}
+
+SequenceState& SequenceState::operator=(const SequenceState& o) {
+  if (this != &o) {
+    SequenceState copy(o);
+    *this = std::move(copy);
+  }
+  return *this;
+}
+
+SequenceState::SequenceState(SequenceState&& o) noexcept
+    : n_tokens(o.n_tokens), pool_(std::move(o.pool_)), slot_(o.slot_) {
+  o.slot_ = -1;
+  o.n_tokens = 0;
+}
+
+SequenceState& SequenceState::operator=(SequenceState&& o) noexcept {
+  if (this != &o) {
+    if (pool_) pool_->release(slot_);
+    pool_ = std::move(o.pool_);
+    slot_ = o.slot_;
+    n_tokens = o.n_tokens;
+    o.slot_ = -1;
+    o.n_tokens = 0;
+  }
+  return *this;
+}
+
+SequenceState::~SequenceState() {
+  if (pool_) pool_->release(slot_);
+}
+
+size_t SequenceState::bytes() const { return pool_ ? pool_->bytes_per_sequence(n_tokens) : 0; }
+
+size_t SequenceState::n_layers() const { return pool_ ? pool_->n_layers() : 0; }
+
+LayerState SequenceState::layer(size_t i) const {
+  check(pool_ != nullptr, "the sequence state holds no slot");
+  check(i < pool_->n_layers(), "layer " + std::to_string(i) + " is past the model's " +
+                                   std::to_string(pool_->n_layers()) + " layers");
+  return pool_->read(slot_, i, n_tokens);
 }
 
 std::vector<std::pair<std::string, Tensor>> state_to_tensors(const SequenceState& s) {
@@ -31,10 +98,9 @@ std::vector<std::pair<std::string, Tensor>> state_to_tensors(const SequenceState
   Tensor n = Tensor::zeros(DType::I64, {1});
   n.ptr<int64_t>()[0] = s.n_tokens;
   r.emplace_back("n_tokens", n);
-  for (size_t i = 0; i < s.layers.size(); ++i)
-    for (const auto& b : s.layers[i].buffers) {
+  for (size_t i = 0; i < s.n_layers(); ++i)
+    for (const auto& b : s.layer(i).buffers) {
       Tensor t = Tensor::zeros(DType::F32, b.shape);
-      check(size_t(t.numel()) == b.data.size(), "state buffer '" + b.name + "' does not match its shape");
       std::memcpy(t.data, b.data.data(), b.data.size() * sizeof(float));
       r.emplace_back("layers." + std::to_string(i) + "." + b.name, t);
     }
@@ -43,6 +109,8 @@ std::vector<std::pair<std::string, Tensor>> state_to_tensors(const SequenceState
 
 void state_from_tensors(SequenceState& s, const std::vector<std::pair<std::string, Tensor>>& t,
                         const std::string& source) {
+  check(s.valid(), source + ": the target sequence state holds no slot");
+  StatePool& pool = *s.pool();
   std::map<std::string, const Tensor*> by_name;
   for (const auto& [n, x] : t)
     check(by_name.emplace(n, &x).second, source + ": state tensor '" + n + "' appears twice");
@@ -59,38 +127,31 @@ void state_from_tensors(SequenceState& s, const std::vector<std::pair<std::strin
   std::memcpy(&n_tokens, n.data, sizeof n_tokens);  // file data need not be aligned
   check(n_tokens >= 0, source + ": 'n_tokens' is negative (" + std::to_string(n_tokens) + ")");
 
-  // Everything is checked before `s` changes, so a bad file leaves the state as it was.
-  std::vector<std::pair<StateBuffer*, const Tensor*>> fills;
-  for (size_t i = 0; i < s.layers.size(); ++i) {
-    int64_t grown = -1;  // the length shared by this layer's growable buffers (the KV cache's k and v)
-    for (auto& b : s.layers[i].buffers) {
-      std::string name = "layers." + std::to_string(i) + "." + b.name;
+  // Everything is checked (and copied to the host format) before the pool changes, so a bad file
+  // leaves the state as it was.
+  std::vector<LayerState> layers;
+  bool has_kv = false;
+  for (size_t i = 0; i < pool.n_layers(); ++i) {
+    LayerState ls;
+    for (const auto& b : pool.spec(i)) {
+      const std::string name = "layers." + std::to_string(i) + "." + b.name;
       const Tensor& x = find(name);
       check(x.dtype == DType::F32, source + ": state tensor '" + name + "' must be F32");
-      // Every axis but the first is fixed by the model; the first may grow (KV cache).
-      bool ok = !b.shape.empty() && x.shape.size() == b.shape.size();
-      const bool growable = ok && (b.shape[0] == 0 || b.name.rfind("kv_", 0) == 0);
-      for (size_t d = 1; ok && d < b.shape.size(); ++d) ok = x.shape[d] == b.shape[d];
-      if (ok && !growable) ok = x.shape[0] == b.shape[0];
-      check(ok, source + ": state tensor '" + name + "' has shape " + shape_str(x.shape) + ", expected " +
-                    shape_str(b.shape));
-      if (growable) {
-        check(grown < 0 || x.shape[0] == grown, source + ": state tensor '" + name + "' holds " +
-                                                    std::to_string(x.shape[0]) + " positions, the layer's other " +
-                                                    "cache " + std::to_string(grown));
-        grown = x.shape[0];
-      }
-      fills.emplace_back(&b, &x);
+      Shape want = b.shape;
+      if (b.kv) want[0] = n_tokens, has_kv = true;  // a KV cache holds every consumed position
+      check(x.shape == want, source + ": state tensor '" + name + "' has shape " + shape_str(x.shape) +
+                                 ", expected " + shape_str(want));
+      StateBuffer buf{b.name, x.shape, std::vector<float>(size_t(x.numel()))};
+      std::memcpy(buf.data.data(), x.data, buf.data.size() * sizeof(float));
+      ls.buffers.push_back(std::move(buf));
     }
+    layers.push_back(std::move(ls));
   }
   for (const auto& [name, x] : t)
     check(used.count(name) != 0, source + ": state tensor '" + name + "' is not used by this model");
+  if (has_kv) pool.reserve_kv(n_tokens);
+  for (size_t i = 0; i < layers.size(); ++i) pool.write(s.slot(), i, layers[i]);
   s.n_tokens = n_tokens;
-  for (auto& [b, x] : fills) {
-    b->shape = x->shape;
-    b->data.resize(size_t(x->numel()));
-    std::memcpy(b->data.data(), x->data, b->data.size() * sizeof(float));
-  }
 }
 
 }  // namespace m3

@@ -7,12 +7,14 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "cpu/conv1d.h"
 #include "cpu/layers.h"
 #include "cpu/ops.h"
 #include "cpu/vec_math.h"
+#include "m3/error.h"
 #include "model/specs.h"
 
 namespace m3::cpu {
@@ -27,6 +29,9 @@ constexpr int64_t kQueryBlock = 256;
 // for a core). At 1e5 flops (one new token over 100 of context) serial costs ~12 us, so a few us
 // lost when quiet against tens to thousands of us saved when loaded.
 constexpr double kParallelFlops = 1e5;
+
+// Buffers of the state, in attention_state_spec's order ("conv" only when d_conv > 0).
+enum : size_t { kKvK, kKvV, kConv };
 
 class AttentionLayer final : public Layer {
  public:
@@ -60,47 +65,47 @@ class AttentionLayer final : public Layer {
     if (c_.out_proj_bias) s += " out_proj_bias";
     return s;
   }
-  LayerState new_state() const override { return attention_new_state(c_); }
+  LayerStateSpec state_spec() const override { return attention_state_spec(c_); }
 
-  void forward(const float* x, float* y, const Packing& pk, LayerState* const* states) override {
-    run(x, y, pk, states);
-  }
-  void step(const float* x, float* y, int64_t n, LayerState* const* states) override {
+  void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override { run(x, y, pk, s); }
+  void step(const float* x, float* y, int64_t n, const StateBatch& s) override {
     step_pk_.cu_seqlens.resize(size_t(n + 1));
     for (int64_t i = 0; i <= n; ++i) step_pk_.cu_seqlens[size_t(i)] = i;
-    run(x, y, step_pk_, states);
+    run(x, y, step_pk_, s);
   }
 
  private:
   int64_t in_dim() const { return c_.qkv_dim() + c_.mlp_dim; }
   int64_t ctx_dim() const { return c_.num_heads * c_.head_dim + c_.mlp_dim / 2; }
 
-  void run(const float* x, float* y, const Packing& pk, LayerState* const* states) {
+  // Sequence i's keys and values: rows 0..past−1 of its KV buffers are the cached ones, the new
+  // tokens' go to rows past..past+L−1 (the caller reserved the capacity).
+  void run(const float* x, float* y, const Packing& pk, const StateBatch& s) {
     const int64_t T = pk.n_tokens(), Dq = c_.num_heads * c_.head_dim, Dkv = c_.num_heads_kv * c_.head_dim;
+    for (int64_t i = 0; i < pk.n_seqs(); ++i)
+      if (s.pos[i] + pk.len(i) > s.kv_capacity)
+        throw Error("attention: sequence " + std::to_string(i) + " needs " + std::to_string(s.pos[i] + pk.len(i)) +
+                    " KV positions, the state pool holds " + std::to_string(s.kv_capacity));
     qkv_.resize(size_t(T * in_dim()));
     linear_fwd(qkv_.data(), x, w_.in_proj, w_.in_bias, T, d_model_, in_dim());
     ctx_.resize(size_t(T * ctx_dim()));
     for (int64_t i = 0; i < pk.n_seqs(); ++i) {
-      LayerState& st = *states[i];
-      const int64_t t0 = pk.start(i), L = pk.len(i);
+      const int64_t t0 = pk.start(i), L = pk.len(i), past = s.pos[i];
       if (L == 0) continue;
       if (c_.d_conv > 0) {
         float* q = qkv_.data() + t0 * in_dim();
         causal_conv1d_fwd(q, in_dim(), q, in_dim(), L, c_.qkv_dim(), w_.conv, w_.conv_bias, c_.d_conv,
-                          st["conv"].data.data(), false);
+                          s.at(kConv, i), false);
       }
-      StateBuffer& kc = st["kv_k"];
-      StateBuffer& vc = st["kv_v"];
-      const int64_t past = kc.shape[0];
+      float *K = s.at(kKvK, i), *V = s.at(kKvV, i);
       for (int64_t t = 0; t < L; ++t) {
         float* row = qkv_.data() + (t0 + t) * in_dim();
         rotary(row, c_.num_heads, past + t);
         rotary(row + Dq, c_.num_heads_kv, past + t);
-        kc.data.insert(kc.data.end(), row + Dq, row + Dq + Dkv);
-        vc.data.insert(vc.data.end(), row + Dq + Dkv, row + Dq + 2 * Dkv);
+        std::copy_n(row + Dq, Dkv, K + (past + t) * Dkv);
+        std::copy_n(row + Dq + Dkv, Dkv, V + (past + t) * Dkv);
       }
-      kc.shape[0] = vc.shape[0] = past + L;
-      attend(t0, L, past, kc.data.data(), vc.data.data());
+      attend(t0, L, past, K, V);
     }
     if (c_.mlp_dim > 0)
       silu_gate_fwd(ctx_.data() + Dq, qkv_.data() + c_.qkv_dim(), qkv_.data() + c_.qkv_dim() + c_.mlp_dim / 2, T,

@@ -16,6 +16,9 @@ namespace m3::cpu {
 
 namespace {
 
+// Buffers of the state, in mamba1_state_spec's order.
+enum : size_t { kConv, kSsm };
+
 // v[n] ← v / sqrt(mean(v²) + eps): FalconMamba's RMSNorm without weight (spec/mamba1.md §5).
 void rms_normalize(float* v, int64_t n, float eps) {
   float ss = 0;
@@ -40,33 +43,30 @@ class Mamba1Layer final : public Layer {
            std::to_string(c_.d_conv) + " dt_rank " + std::to_string(c_.dt_rank) + (c_.bias ? " bias" : "") +
            (c_.conv_bias ? "" : " no-conv-bias") + (c_.bcdt_rmsnorm ? " dt/B/C-RMSNorm" : "");
   }
-  LayerState new_state() const override { return mamba1_new_state(c_); }
+  LayerStateSpec state_spec() const override { return mamba1_state_spec(c_); }
 
-  void forward(const float* x, float* y, const Packing& pk, LayerState* const* states) override {
-    run(x, y, pk, states);
-  }
-  void step(const float* x, float* y, int64_t n, LayerState* const* states) override {
+  void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override { run(x, y, pk, s); }
+  void step(const float* x, float* y, int64_t n, const StateBatch& s) override {
     Packing pk;
     for (int64_t i = 0; i <= n; ++i) pk.cu_seqlens.push_back(i);
-    run(x, y, pk, states);
+    run(x, y, pk, s);
   }
 
  private:
   int64_t xbc_dim() const { return c_.dt_rank + 2 * c_.d_state; }
   const float* bias_or_null(const char* name) const { return p_.count(name) ? p_.at(name).f32() : nullptr; }
 
-  void run(const float* x, float* y, const Packing& pk, LayerState* const* states) {
+  void run(const float* x, float* y, const Packing& pk, const StateBatch& s) {
     const int64_t T = pk.n_tokens(), DI = c_.d_inner, N = c_.d_state, R = c_.dt_rank, W = c_.d_conv;
     // xz: [T, 2·DI], x in the first half (replaced in place by u), z in the second.
     xz_.resize(static_cast<size_t>(T * 2 * DI));
     linear_fwd(xz_.data(), x, p_.at("in_proj.weight").f32(), bias_or_null("in_proj.bias"), T, d_model_, 2 * DI);
     std::vector<float*> ssm(static_cast<size_t>(pk.n_seqs()));
     for (int64_t i = 0; i < pk.n_seqs(); ++i) {
-      LayerState& st = *states[i];
       float* xi = xz_.data() + pk.start(i) * 2 * DI;
       causal_conv1d_fwd(xi, 2 * DI, xi, 2 * DI, pk.len(i), DI, p_.at("conv1d.weight").f32(), bias_or_null("conv1d.bias"),
-                        W, st["conv"].data.data(), true);
-      ssm[size_t(i)] = st["ssm"].data.data();
+                        W, s.at(kConv, i), true);
+      ssm[size_t(i)] = s.at(kSsm, i);
     }
     // dbc: [T, R + 2N] = [δ | B | C]; delta: [T, DI] = softplus(dt_proj(δ)).
     dbc_.resize(static_cast<size_t>(T * xbc_dim()));

@@ -24,6 +24,9 @@ namespace {
 // 6.3 ms at Q = 16, 8.7 ms at 64 and 18.8 ms at the reference's 256.
 constexpr int64_t kMaxCpuChunk = 16;
 
+// Buffers of the state, in mamba2_state_spec's order.
+enum : size_t { kConv, kSsm };
+
 class Mamba2Layer final : public Layer {
  public:
   Mamba2Layer(const Mamba2Config& c, int64_t d_model, ParamMap p) : c_(c), d_model_(d_model), p_(std::move(p)) {
@@ -45,19 +48,19 @@ class Mamba2Layer final : public Layer {
     if (c_.bias) s += " bias";
     return s;
   }
-  LayerState new_state() const override { return mamba2_new_state(c_); }
+  LayerStateSpec state_spec() const override { return mamba2_state_spec(c_); }
 
-  void forward(const float* x, float* y, const Packing& pk, LayerState* const* states) override {
-    auto ssm = prepare(x, pk, states);
+  void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override {
+    auto ssm = prepare(x, pk, s);
     ssd_scan_chunked(dims(), scan_inputs(), pk.cu_seqlens.data(), pk.n_seqs(), ssm.data(), ys_.data(), c_.d_ssm,
                      std::min(c_.chunk_size, kMaxCpuChunk));
     finish(y, pk.n_tokens());
   }
 
-  void step(const float* x, float* y, int64_t n, LayerState* const* states) override {
+  void step(const float* x, float* y, int64_t n, const StateBatch& s) override {
     Packing pk;
     for (int64_t i = 0; i <= n; ++i) pk.cu_seqlens.push_back(i);
-    auto ssm = prepare(x, pk, states);
+    auto ssm = prepare(x, pk, s);
     ssd_scan_step(dims(), scan_inputs(), n, ssm.data(), ys_.data(), c_.d_ssm);
     finish(y, n);
   }
@@ -76,17 +79,16 @@ class Mamba2Layer final : public Layer {
 
   // in_proj; per sequence the conv over xBC (in place, advancing its window); dt. Returns each
   // sequence's SSM state.
-  std::vector<float*> prepare(const float* x, const Packing& pk, LayerState* const* states) {
+  std::vector<float*> prepare(const float* x, const Packing& pk, const StateBatch& s) {
     const int64_t T = pk.n_tokens(), D_in = c_.in_proj_dim(), H = c_.nheads;
     zx_.resize(static_cast<size_t>(T * D_in));
     linear_fwd(zx_.data(), x, p_.at("in_proj.weight").f32(), bias_or_null("in_proj.bias"), T, d_model_, D_in);
     std::vector<float*> ssm(static_cast<size_t>(pk.n_seqs()));
     for (int64_t i = 0; i < pk.n_seqs(); ++i) {
-      LayerState& st = *states[i];
       float* xbc = zx_.data() + pk.start(i) * D_in + off_xbc();
       causal_conv1d_fwd(xbc, D_in, xbc, D_in, pk.len(i), c_.conv_dim(), p_.at("conv1d.weight").f32(),
-                        bias_or_null("conv1d.bias"), c_.d_conv, st["conv"].data.data(), true);
-      ssm[size_t(i)] = st["ssm"].data.data();
+                        bias_or_null("conv1d.bias"), c_.d_conv, s.at(kConv, i), true);
+      ssm[size_t(i)] = s.at(kSsm, i);
     }
     dt_.resize(static_cast<size_t>(T * H));
     const float* dt_bias = p_.at("dt_bias").f32();

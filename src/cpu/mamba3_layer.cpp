@@ -16,6 +16,9 @@ namespace m3::cpu {
 
 namespace {
 
+// Buffers of the state, in mamba3_state_spec's order.
+enum : size_t { kAngle, kSsm, kK, kV };
+
 class Mamba3Layer final : public Layer {
  public:
   Mamba3Layer(const Mamba3Config& c, int64_t d_model, ParamMap p) : c_(c), d_model_(d_model), p_(std::move(p)) {
@@ -50,20 +53,20 @@ class Mamba3Layer final : public Layer {
     if (c_.is_outproj_norm) s += " outproj_norm";
     return s;
   }
-  LayerState new_state() const override { return mamba3_new_state(c_); }
+  LayerStateSpec state_spec() const override { return mamba3_state_spec(c_); }
 
-  void forward(const float* x, float* y, const Packing& pk, LayerState* const* states) override {
+  void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override {
     const int64_t T = pk.n_tokens();
     prepare(x, T);
-    scan_states(states, pk.n_seqs());
+    scan_states(s);
     mamba3_scan_chunked(dims(), inputs(), pk.cu_seqlens.data(), pk.n_seqs(), st_.data(), ys_.data(),
                         c_.rank() * c_.d_inner, c_.chunk_size);
     finish(y, T);
   }
 
-  void step(const float* x, float* y, int64_t n, LayerState* const* states) override {
+  void step(const float* x, float* y, int64_t n, const StateBatch& s) override {
     prepare(x, n);
-    scan_states(states, n);
+    scan_states(s);
     mamba3_scan_step(dims(), inputs(), n, st_.data(), ys_.data(), c_.rank() * c_.d_inner);
     finish(y, n);
   }
@@ -129,12 +132,9 @@ class Mamba3Layer final : public Layer {
     return in;
   }
 
-  void scan_states(LayerState* const* states, int64_t n) {
-    st_.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) {
-      LayerState& s = *states[i];
-      st_[size_t(i)] = {s["angle"].data.data(), s["ssm"].data.data(), s["k"].data.data(), s["v"].data.data()};
-    }
+  void scan_states(const StateBatch& s) {
+    st_.resize(size_t(s.n));
+    for (int64_t i = 0; i < s.n; ++i) st_[size_t(i)] = {s.at(kAngle, i), s.at(kSsm, i), s.at(kK, i), s.at(kV, i)};
   }
 
   // o = y ⊙ silu(z) or RMSNorm_P(y)·w ⊙ silu(z); MIMO: per rank with z ⊙ mimo_z[r], summed with

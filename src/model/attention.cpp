@@ -19,11 +19,10 @@ std::vector<ParamSpec> attention_param_specs(const AttnConfig& c, int64_t d_mode
   return p;
 }
 
-LayerState attention_new_state(const AttnConfig& c) {
+LayerStateSpec attention_state_spec(const AttnConfig& c) {
   const int64_t kv = c.num_heads_kv * c.head_dim;
-  LayerState s;
-  s.buffers = {{"kv_k", {0, kv}, {}}, {"kv_v", {0, kv}, {}}};
-  if (c.d_conv > 0) s.buffers.push_back({"conv", {c.qkv_dim(), c.d_conv}, std::vector<float>(size_t(c.qkv_dim() * c.d_conv))});
+  LayerStateSpec s = {{"kv_k", {0, kv}, true}, {"kv_v", {0, kv}, true}};
+  if (c.d_conv > 0) s.push_back({"conv", {c.qkv_dim(), c.d_conv}});
   return s;
 }
 

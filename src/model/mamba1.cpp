@@ -40,12 +40,8 @@ std::vector<ParamSpec> mamba1_param_specs(const Mamba1Config& c, int64_t d_model
   return p;
 }
 
-LayerState mamba1_new_state(const Mamba1Config& c) {
-  const int64_t DI = c.d_inner;
-  LayerState s;
-  s.buffers = {{"conv", {DI, c.d_conv}, std::vector<float>(static_cast<size_t>(DI * c.d_conv))},
-               {"ssm", {DI, c.d_state}, std::vector<float>(static_cast<size_t>(DI * c.d_state))}};
-  return s;
+LayerStateSpec mamba1_state_spec(const Mamba1Config& c) {
+  return {{"conv", {c.d_inner, c.d_conv}}, {"ssm", {c.d_inner, c.d_state}}};
 }
 
 }  // namespace m3

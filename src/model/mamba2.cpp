@@ -36,12 +36,8 @@ std::vector<ParamSpec> mamba2_param_specs(const Mamba2Config& c, int64_t d_model
   return p;
 }
 
-LayerState mamba2_new_state(const Mamba2Config& c) {
-  const int64_t CD = c.conv_dim(), H = c.nheads, P = c.headdim, N = c.d_state;
-  LayerState s;
-  s.buffers = {{"conv", {CD, c.d_conv}, std::vector<float>(static_cast<size_t>(CD * c.d_conv))},
-               {"ssm", {H, P, N}, std::vector<float>(static_cast<size_t>(H * P * N))}};
-  return s;
+LayerStateSpec mamba2_state_spec(const Mamba2Config& c) {
+  return {{"conv", {c.conv_dim(), c.d_conv}}, {"ssm", {c.nheads, c.headdim, c.d_state}}};
 }
 
 }  // namespace m3

@@ -27,14 +27,9 @@ std::vector<ParamSpec> mamba3_param_specs(const Mamba3Config& c, int64_t d_model
   return p;
 }
 
-LayerState mamba3_new_state(const Mamba3Config& c) {
+LayerStateSpec mamba3_state_spec(const Mamba3Config& c) {
   const int64_t H = c.nheads, R = c.rank(), N = c.d_state, P = c.headdim, S = c.n_angles;
-  LayerState s;
-  s.buffers = {{"angle", {H, S}, std::vector<float>(size_t(H * S))},
-               {"ssm", {H, P, N}, std::vector<float>(size_t(H * P * N))},
-               {"k", {R, H, N}, std::vector<float>(size_t(R * H * N))},
-               {"v", {H, P}, std::vector<float>(size_t(H * P))}};
-  return s;
+  return {{"angle", {H, S}}, {"ssm", {H, P, N}}, {"k", {R, H, N}}, {"v", {H, P}}};
 }
 
 }  // namespace m3

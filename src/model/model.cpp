@@ -7,13 +7,14 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <span>
 
-#include "cpu/layers.h"
-#include "cpu/ops.h"
 #include "io/hf_config.h"
 #include "m3/error.h"
+#include "model/backend.h"
 #include "model/init.h"
 #include "model/specs.h"
+#include "model/state_pool.h"
 
 namespace m3 {
 
@@ -58,109 +59,128 @@ std::vector<ParamGroup> param_layout(const ModelConfig& c) {
   return g;
 }
 
-std::unique_ptr<Layer> make_mixer(const ModelConfig& c, int64_t i, ParamMap p) {
+std::unique_ptr<Layer> make_mixer(Backend& be, const ModelConfig& c, int64_t i, ParamMap p) {
   switch (c.layer_kind(i)) {
-    case MixerKind::Mamba3: return cpu::make_mamba3(std::get<Mamba3Config>(c.ssm), c.d_model, std::move(p));
-    case MixerKind::Attention: return cpu::make_attention(c.attn, c.d_model, std::move(p));
-    case MixerKind::Mamba1: return cpu::make_mamba1(std::get<Mamba1Config>(c.ssm), c.d_model, std::move(p));
-    case MixerKind::Mamba2: return cpu::make_mamba2(std::get<Mamba2Config>(c.ssm), c.d_model, std::move(p));
+    case MixerKind::Mamba3: return be.make_mamba3(std::get<Mamba3Config>(c.ssm), c.d_model, std::move(p));
+    case MixerKind::Attention: return be.make_attention(c.attn, c.d_model, std::move(p));
+    case MixerKind::Mamba1: return be.make_mamba1(std::get<Mamba1Config>(c.ssm), c.d_model, std::move(p));
+    case MixerKind::Mamba2: return be.make_mamba2(std::get<Mamba2Config>(c.ssm), c.d_model, std::move(p));
   }
   throw Error(std::string(mixer_kind_name(c.layer_kind(i))) + " mixers are not implemented yet");
 }
 
 struct Block {
-  ParamMap norm, norm2;
+  std::unique_ptr<BlockNorm> norm, norm2;
   std::unique_ptr<Layer> mixer, mlp;
+};
+
+// A growable array in the backend's memory (activations and per-call index arrays).
+template <class T>
+struct DeviceArray {
+  std::shared_ptr<void> mem;
+  size_t cap = 0;
+  T* get(Backend& be, size_t n) {
+    if (n > cap) {
+      mem = be.alloc(std::max<size_t>(n, 1) * sizeof(T));
+      cap = n;
+    }
+    return static_cast<T*>(mem.get());
+  }
+  // The host array's copy in the backend's memory.
+  T* upload(Backend& be, const T* host, size_t n) {
+    T* d = get(be, n);
+    if (n) be.upload(d, host, n * sizeof(T));
+    return d;
+  }
 };
 
 }  // namespace
 
 struct Model::Impl {
+  std::shared_ptr<Backend> be;  // first: destroyed after everything built on it
   ModelConfig cfg;
-  NamedTensors params;  // checkpoint name → float32 tensor, in layout order
-  Tensor embedding, norm_f_w, norm_f_b, lm_head;
+  NamedTensors params;  // checkpoint name → float32 host tensor, in layout order
+  std::unique_ptr<ModelEnds> ends;
   std::vector<Block> blocks;
-  std::vector<float> residual, normed, hidden, last;  // activations, reused across calls
+  std::shared_ptr<StatePool> pool;
+  DeviceArray<float> residual, normed, hidden, logits;
+  DeviceArray<int32_t> tokens_dev, slots_dev;
+  DeviceArray<int64_t> cu_dev, pos_dev, rows_dev;
 
-  void build() {
+  void build(const DeviceSpec& device) {
+    be = open_backend(device);
     std::map<std::string, Tensor> by_name(params.begin(), params.end());
     auto group = [&](const std::string& prefix, const std::vector<ParamSpec>& specs) {
       ParamMap m;
       for (const auto& s : specs) m[s.name] = by_name.at(prefix + s.name);
       return m;
     };
-    embedding = by_name.at("backbone.embedding.weight");
-    norm_f_w = by_name.at("backbone.norm_f.weight");
-    if (!cfg.rms_norm) norm_f_b = by_name.at("backbone.norm_f.bias");
-    lm_head = cfg.tie_embeddings ? embedding : by_name.at("lm_head.weight");
+    const Tensor& embedding = by_name.at("backbone.embedding.weight");
+    ends = be->make_ends(cfg, embedding, group("backbone.norm_f.", norm_specs(cfg)),
+                         cfg.tie_embeddings ? embedding : by_name.at("lm_head.weight"));
     blocks.clear();
+    std::vector<LayerStateSpec> specs;
+    const float eps = float(cfg.norm_eps);
     for (int64_t i = 0; i < cfg.n_layer; ++i) {
       const std::string p = "backbone.layers." + std::to_string(i) + ".";
       Block b;
-      b.norm = group(p + "norm.", norm_specs(cfg));
-      b.mixer = make_mixer(cfg, i, group(p + "mixer.", mixer_specs(cfg, i)));
+      b.norm = be->make_norm(cfg.d_model, cfg.rms_norm, eps, group(p + "norm.", norm_specs(cfg)));
+      b.mixer = make_mixer(*be, cfg, i, group(p + "mixer.", mixer_specs(cfg, i)));
       if (cfg.d_intermediate > 0) {
-        b.norm2 = group(p + "norm2.", norm_specs(cfg));
-        b.mlp = cpu::make_gated_mlp(cfg.d_model, cfg.mlp_hidden(),
-                                    group(p + "mlp.", gated_mlp_param_specs(cfg.d_model, cfg.mlp_hidden(), cfg.n_layer)));
+        b.norm2 = be->make_norm(cfg.d_model, cfg.rms_norm, eps, group(p + "norm2.", norm_specs(cfg)));
+        b.mlp = be->make_gated_mlp(cfg.d_model, cfg.mlp_hidden(),
+                                   group(p + "mlp.", gated_mlp_param_specs(cfg.d_model, cfg.mlp_hidden(), cfg.n_layer)));
       }
+      specs.push_back(b.mixer->state_spec());
       blocks.push_back(std::move(b));
     }
+    pool = std::make_shared<StatePool>(be, std::move(specs), 1, 0, /*growable=*/true);
   }
 
-  void norm(float* y, const float* x, const Tensor& w, const Tensor* b, int64_t T) const {
-    if (cfg.rms_norm)
-      cpu::rmsnorm_fwd(y, x, w.f32(), T, cfg.d_model, float(cfg.norm_eps));
-    else
-      cpu::layernorm_fwd(y, x, w.f32(), b->f32(), T, cfg.d_model, float(cfg.norm_eps));
-  }
-  void block_norm(float* y, const float* x, const ParamMap& p, int64_t T) const {
-    norm(y, x, p.at("weight"), cfg.rms_norm ? nullptr : &p.at("bias"), T);
+  void check_states(std::span<SequenceState* const> states) const {
+    for (size_t i = 0; i < states.size(); ++i) {
+      check(states[i] && states[i]->pool() == pool.get(), "state does not belong to this model");
+      for (size_t j = 0; j < i; ++j) check(states[j] != states[i], "the same state is given twice in one call");
+    }
   }
 
-  // Runs the blocks over T rows already embedded in `residual`; `run_layer(layer, in, out, l)`
-  // applies one layer in the parallel or recurrent form.
+  // Runs embedding, blocks and head over T packed rows; `run_layer(layer, in, out, batch)` applies
+  // one layer in the parallel or recurrent form. Each block's norm adds the previous layer's output
+  // into the float32 residual first (spec/model.md §2).
   template <class RunLayer>
-  void blocks_pass(int64_t T, RunLayer&& run_layer) {
-    const int64_t d = cfg.d_model;
-    normed.resize(size_t(T * d));
-    hidden.resize(size_t(T * d));
-    auto add = [&] {
-#pragma omp parallel for if (T * d > cpu::kParallelWork)
-      for (int64_t x = 0; x < T * d; ++x) residual[size_t(x)] += hidden[size_t(x)];
-    };
+  void run(std::span<const int32_t> tokens, std::span<SequenceState* const> states, int64_t kv_needed,
+           const std::vector<int64_t>& rows, float* out, RunLayer&& run_layer) {
+    const int64_t T = int64_t(tokens.size()), d = cfg.d_model, V = cfg.vocab_padded(), n = int64_t(states.size());
+    for (int64_t t = 0; t < T; ++t)
+      check(tokens[size_t(t)] >= 0 && tokens[size_t(t)] < V,
+            "token id " + std::to_string(tokens[size_t(t)]) + " at position " + std::to_string(t) +
+                " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    pool->reserve_kv(kv_needed);
+    std::vector<int32_t> slots(static_cast<size_t>(n));
+    std::vector<int64_t> pos(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) slots[size_t(i)] = states[size_t(i)]->slot(), pos[size_t(i)] = states[size_t(i)]->n_tokens;
+    const int32_t* slot_d = slots_dev.upload(*be, slots.data(), slots.size());
+    const int64_t* pos_d = pos_dev.upload(*be, pos.data(), pos.size());
+    float* res = residual.get(*be, size_t(T * d));
+    float* nrm = normed.get(*be, size_t(T * d));
+    float* hid = hidden.get(*be, size_t(T * d));
+    ends->embed(res, tokens_dev.upload(*be, tokens.data(), tokens.size()), T);
+    const float* pending = nullptr;  // the last layer's output, not yet in the residual
     for (size_t l = 0; l < blocks.size(); ++l) {
       Block& b = blocks[l];
-      block_norm(normed.data(), residual.data(), b.norm, T);
-      run_layer(*b.mixer, normed.data(), hidden.data(), l);
-      add();
+      b.norm->forward(res, pending, nrm, T);
+      run_layer(*b.mixer, nrm, hid, pool->batch(l, n, slots.data(), slot_d, pos.data(), pos_d));
+      pending = hid;
       if (b.mlp) {
-        block_norm(normed.data(), residual.data(), b.norm2, T);
-        run_layer(*b.mlp, normed.data(), hidden.data(), l);
-        add();
+        b.norm2->forward(res, pending, nrm, T);
+        run_layer(*b.mlp, nrm, hid, StateBatch{});
       }
     }
-  }
-
-  void embed(std::span<const int32_t> tokens) {
-    const int64_t d = cfg.d_model, V = cfg.vocab_padded();
-    residual.resize(tokens.size() * size_t(d));
-    for (size_t t = 0; t < tokens.size(); ++t) {
-      check(tokens[t] >= 0 && tokens[t] < V,
-            "token id " + std::to_string(tokens[t]) + " at position " + std::to_string(t) + " is outside the vocabulary [0, " +
-                std::to_string(V) + ")");
-      std::memcpy(residual.data() + t * size_t(d), embedding.f32() + tokens[t] * d, size_t(d) * sizeof(float));
-    }
-  }
-
-  // Final norm and lm_head over the given rows of `residual`.
-  void head(const std::vector<int64_t>& rows, float* logits) {
-    const int64_t d = cfg.d_model, n = int64_t(rows.size());
-    last.resize(size_t(n * d));
-    for (int64_t i = 0; i < n; ++i)
-      std::memcpy(last.data() + i * d, residual.data() + rows[size_t(i)] * d, size_t(d) * sizeof(float));
-    norm(last.data(), last.data(), norm_f_w, cfg.rms_norm ? nullptr : &norm_f_b, n);
-    cpu::linear_fwd(logits, last.data(), lm_head.f32(), nullptr, n, d, cfg.vocab_padded());
+    const bool host = be->device().kind == DeviceKind::CPU;
+    const size_t n_out = rows.size() * size_t(V);
+    float* lg = host ? out : logits.get(*be, n_out);
+    ends->logits(lg, res, pending, rows_dev.upload(*be, rows.data(), rows.size()), int64_t(rows.size()));
+    if (!host) be->download(out, lg, n_out * sizeof(float));
   }
 };
 
@@ -171,7 +191,7 @@ Model::~Model() = default;
 
 const ModelConfig& Model::config() const { return impl_->cfg; }
 
-Model Model::load(const std::string& dir) {
+Model Model::load(const std::string& dir, const DeviceSpec& device) {
   auto impl = std::make_unique<Impl>();
   const CheckpointLayout layout = load_checkpoint_layout((std::filesystem::path(dir) / "config.json").string());
   impl->cfg = layout.config;
@@ -194,9 +214,11 @@ Model Model::load(const std::string& dir) {
                                     " from the config");
       Tensor f = t.to_f32();
       const float* p = f.f32();
+      // The message is built only for a bad value: validation costs one pass over good data.
       for (int64_t k = 0; k < f.numel(); ++k)
-        check(std::isfinite(p[k]), where + " holds a non-finite value (" + std::to_string(p[k]) + ") at flat index " +
-                                       std::to_string(k));
+        if (!std::isfinite(p[k]))
+          throw Error(where + " holds a non-finite value (" + std::to_string(p[k]) + ") at flat index " +
+                      std::to_string(k));
       impl->params.emplace_back(g.prefix + s.name, f);
       used.insert(name);
     }
@@ -210,11 +232,11 @@ Model Model::load(const std::string& dir) {
     }
     throw Error(ck.file_of(n) + ": unexpected tensor '" + n + "' (not part of the model the config describes)");
   }
-  impl->build();
+  impl->build(device);
   return Model(std::move(impl));
 }
 
-Model Model::init(const ModelConfig& c, uint64_t seed) {
+Model Model::init(const ModelConfig& c, uint64_t seed, const DeviceSpec& device) {
   auto impl = std::make_unique<Impl>();
   impl->cfg = c;
   std::mt19937_64 rng(seed);
@@ -224,7 +246,7 @@ Model Model::init(const ModelConfig& c, uint64_t seed) {
       s.init(t.f32(), t.numel(), rng);
       impl->params.emplace_back(g.prefix + s.name, t);
     }
-  impl->build();
+  impl->build(device);
   return Model(std::move(impl));
 }
 
@@ -253,11 +275,17 @@ std::vector<std::string> Model::describe_layers() const {
   return r;
 }
 
-SequenceState Model::new_state() const {
-  SequenceState s;
-  for (const auto& b : impl_->blocks) s.layers.push_back(b.mixer->new_state());
-  return s;
+SequenceState Model::new_state() const { return SequenceState(impl_->pool, impl_->pool->acquire()); }
+
+std::vector<LayerStateSpec> Model::state_specs() const {
+  std::vector<LayerStateSpec> r;
+  for (size_t l = 0; l < impl_->pool->n_layers(); ++l) r.push_back(impl_->pool->spec(l));
+  return r;
 }
+
+const DeviceSpec& Model::device() const { return impl_->be->device(); }
+std::string Model::device_description() const { return impl_->be->describe(); }
+size_t Model::device_weight_bytes() const { return impl_->be->weight_bytes(); }
 
 void Model::forward(std::span<const int32_t> tokens, std::span<const int64_t> cu_seqlens,
                     std::span<SequenceState* const> states, float* logits, bool last_only) {
@@ -267,15 +295,9 @@ void Model::forward(std::span<const int32_t> tokens, std::span<const int64_t> cu
   for (size_t i = 1; i < cu_seqlens.size(); ++i) check(cu_seqlens[i] >= cu_seqlens[i - 1], "cu_seqlens must not decrease");
   Packing pk{std::vector<int64_t>(cu_seqlens.begin(), cu_seqlens.end())};
   check(int64_t(states.size()) == pk.n_seqs(), "forward needs one state per sequence");
-  for (auto* s : states) check(s && s->layers.size() == m.blocks.size(), "state does not belong to this model");
-  const int64_t T = int64_t(tokens.size());
-  m.embed(tokens);
-  std::vector<LayerState*> ls(states.size());
-  m.blocks_pass(T, [&](Layer& layer, const float* in, float* out, size_t l) {
-    for (size_t i = 0; i < states.size(); ++i) ls[i] = &states[i]->layers[l];
-    layer.forward(in, out, pk, ls.data());
-  });
-  for (int64_t i = 0; i < pk.n_seqs(); ++i) states[size_t(i)]->n_tokens += pk.len(i);
+  m.check_states(states);
+  int64_t kv_needed = 0;
+  for (int64_t i = 0; i < pk.n_seqs(); ++i) kv_needed = std::max(kv_needed, states[size_t(i)]->n_tokens + pk.len(i));
   std::vector<int64_t> rows;
   if (last_only) {
     for (int64_t i = 0; i < pk.n_seqs(); ++i) {
@@ -283,26 +305,26 @@ void Model::forward(std::span<const int32_t> tokens, std::span<const int64_t> cu
       rows.push_back(pk.start(i) + pk.len(i) - 1);
     }
   } else {
-    for (int64_t t = 0; t < T; ++t) rows.push_back(t);
+    for (int64_t t = 0; t < pk.n_tokens(); ++t) rows.push_back(t);
   }
-  m.head(rows, logits);
+  pk.cu_dev = m.cu_dev.upload(*m.be, pk.cu_seqlens.data(), pk.cu_seqlens.size());
+  m.run(tokens, states, kv_needed, rows, logits,
+        [&](Layer& layer, const float* in, float* out, const StateBatch& s) { layer.forward(in, out, pk, s); });
+  for (int64_t i = 0; i < pk.n_seqs(); ++i) states[size_t(i)]->n_tokens += pk.len(i);
 }
 
 void Model::step(std::span<const int32_t> tokens, std::span<SequenceState* const> states, float* logits) {
   Impl& m = *impl_;
   check(tokens.size() == states.size(), "step needs one token per state");
-  for (auto* s : states) check(s && s->layers.size() == m.blocks.size(), "state does not belong to this model");
+  m.check_states(states);
   const int64_t n = int64_t(tokens.size());
-  m.embed(tokens);
-  std::vector<LayerState*> ls(states.size());
-  m.blocks_pass(n, [&](Layer& layer, const float* in, float* out, size_t l) {
-    for (size_t i = 0; i < states.size(); ++i) ls[i] = &states[i]->layers[l];
-    layer.step(in, out, n, ls.data());
-  });
-  for (auto* s : states) s->n_tokens += 1;
+  int64_t kv_needed = 0;
+  for (auto* s : states) kv_needed = std::max(kv_needed, s->n_tokens + 1);
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) rows[size_t(i)] = i;
-  m.head(rows, logits);
+  m.run(tokens, states, kv_needed, rows, logits,
+        [&](Layer& layer, const float* in, float* out, const StateBatch& s) { layer.step(in, out, n, s); });
+  for (auto* s : states) s->n_tokens += 1;
 }
 
 }  // namespace m3

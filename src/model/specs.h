@@ -12,19 +12,21 @@ namespace m3 {
 
 // spec/mamba3.md §2 and §5.
 std::vector<ParamSpec> mamba3_param_specs(const Mamba3Config& c, int64_t d_model, int64_t n_layer);
-LayerState mamba3_new_state(const Mamba3Config& c);
+// State: "angle" [H, S], "ssm" [H, P, N], "k" [R, H, N], "v" [H, P], in this order.
+LayerStateSpec mamba3_state_spec(const Mamba3Config& c);
 
 // spec/mamba1.md §2 and §4: state "conv" [d_inner, d_conv], "ssm" [d_inner, d_state].
 std::vector<ParamSpec> mamba1_param_specs(const Mamba1Config& c, int64_t d_model, int64_t n_layer);
-LayerState mamba1_new_state(const Mamba1Config& c);
+LayerStateSpec mamba1_state_spec(const Mamba1Config& c);
 
 // spec/mamba2.md §2 and §4: state "conv" [d_ssm + 2·ngroups·d_state, d_conv], "ssm" [nheads, headdim, d_state].
 std::vector<ParamSpec> mamba2_param_specs(const Mamba2Config& c, int64_t d_model, int64_t n_layer);
-LayerState mamba2_new_state(const Mamba2Config& c);
+LayerStateSpec mamba2_state_spec(const Mamba2Config& c);
 
-// spec/model.md §4. The KV cache buffers ("kv_k", "kv_v": [tokens, num_heads_kv·head_dim]) start empty.
+// spec/model.md §4. State: the KV cache "kv_k", "kv_v" [positions, num_heads_kv·head_dim] (KV
+// buffers), then "conv" [qkv_dim, d_conv] when d_conv > 0.
 std::vector<ParamSpec> attention_param_specs(const AttnConfig& c, int64_t d_model, int64_t n_layer);
-LayerState attention_new_state(const AttnConfig& c);
+LayerStateSpec attention_state_spec(const AttnConfig& c);
 
 // spec/model.md §3.
 std::vector<ParamSpec> gated_mlp_param_specs(int64_t d_model, int64_t hidden, int64_t n_layer);

@@ -41,9 +41,9 @@ DecodeBytes decode_bytes(const Model& m, const SequenceState& s) {
   const int64_t embedding = c.vocab_padded() * c.d_model;
   b.weights = 4.0 * double(m.n_params() - (c.tie_embeddings ? 0 : embedding - c.d_model));
   b.state_read = double(s.bytes());
-  for (const auto& layer : s.layers)
-    for (const auto& buf : layer.buffers)
-      b.state_written += buf.name.rfind("kv_", 0) == 0 ? 4.0 * double(buf.shape[1]) : 4.0 * double(buf.data.size());
+  // A KV buffer gains one row per step; every other buffer is rewritten whole.
+  for (const LayerStateSpec& layer : m.state_specs())
+    for (const StateBufferSpec& buf : layer) b.state_written += 4.0 * double(buf.row_numel());
   return b;
 }
 

@@ -1,7 +1,8 @@
-// m3 bench: whole-model prefill and decode throughput on the CPU, each next to its roofline
-// measured in the same run: OpenBLAS sgemm GFLOP/s for prefill (compared with the FLOPs of the
-// projection matrices, src/model/work.h) and streaming read GB/s for decode (compared with the
-// bytes a step must move: weights, and the decode state read and written).
+// m3 bench: whole-model prefill and decode throughput on a device, each next to its roofline
+// measured in the same run by the backend's probe: the matrix-product rate for prefill (OpenBLAS
+// sgemm on the CPU, cuBLASLt on CUDA; compared with the FLOPs of the projection matrices,
+// src/model/work.h) and the memory bandwidth for decode (compared with the bytes a step must
+// move: weights, and the decode state read and written).
 #include <omp.h>
 
 #include <algorithm>
@@ -12,10 +13,10 @@
 #include <random>
 #include <thread>
 
-#include "cpu/roofline.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "m3/presets.h"
+#include "model/backend.h"
 #include "model/work.h"
 #include "tools/commands.h"
 
@@ -42,8 +43,9 @@ std::string cpu_name() {
 
 void add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Measure prefill and decode throughput against their rooflines");
-  struct Args { std::string dir, preset; int64_t prompt = 512, decode = 64; int reps = 5; };
+  struct Args { std::string dir, preset; int64_t prompt = 512, decode = 64; int reps = 5; DeviceOptions dev; };
   auto a = std::make_shared<Args>();
+  add_device_options(cmd, a->dev);
   auto* d = cmd->add_option("DIR", a->dir, "checkpoint directory");
   auto* p = cmd->add_option("--preset", a->preset, "benchmark a randomly initialised preset instead of a checkpoint");
   d->excludes(p);
@@ -52,7 +54,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--reps", a->reps, "rounds, each printed; the fastest is reported against the ceilings measured around it")->default_val(5)->check(CLI::PositiveNumber);
   cmd->callback([a] {
     check(!a->dir.empty() || !a->preset.empty(), "give a checkpoint DIR or --preset NAME");
-    Model m = a->preset.empty() ? Model::load(a->dir) : Model::init(preset_config(a->preset), 1);
+    const DeviceSpec spec = a->dev.spec();
+    Model m = a->preset.empty() ? Model::load(a->dir, spec) : Model::init(preset_config(a->preset), 1, spec);
     const ModelConfig& c = m.config();
     std::mt19937 rng(7);
     std::vector<int32_t> prompt(size_t(a->prompt));
@@ -75,48 +78,58 @@ void add_bench_command(CLI::App& app) {
         tok = int32_t(std::max_element(logits.begin(), logits.begin() + c.vocab_size) - logits.begin());
       }
     };
-    // Rounds of: sgemm, prefill, sgemm, read, decode, read. On a shared machine the ceilings move
+    // Rounds of: matmul, prefill, matmul, memory, decode, memory. On a shared machine the ceilings move
     // with the neighbours' load (this host's read bandwidth swings between ~38 and ~72 GB/s), so
     // each figure is compared with the better of the two ceilings measured right around it, and
     // the round with the fastest figure is reported with its own ceiling.
-    cpu::SgemmProbe sgemm(a->prompt, 4 * c.d_model, c.d_model);
-    cpu::ReadProbe read(int64_t(512) << 20);
+    const std::shared_ptr<Backend> probe_be = open_backend(spec);
+    const std::unique_ptr<RooflineProbe> probe = probe_be->make_roofline_probe(a->prompt, 4 * c.d_model, c.d_model);
     struct Round { double t, ceiling; };
     Round pre{1e30, 0}, dec{1e30, 0};
-    std::printf("round  prefill tok/s  sgemm GFLOP/s   decode tok/s  read GB/s\n");
+    std::printf("round  prefill tok/s  matmul GFLOP/s   decode tok/s  memory GB/s\n");
     for (int r = 0; r < a->reps; ++r) {
-      double gemm = sgemm.gflops(3);
+      double gemm = probe->matmul_gflops(3);
       s = fresh;
       const double tp = seconds(prefill);
-      gemm = std::max(gemm, sgemm.gflops(3));
-      double bw = read.gbps(3);
+      gemm = std::max(gemm, probe->matmul_gflops(3));
+      double bw = probe->memory_gbps(3);
       s = prompted;
       const double td = seconds(decode);
-      bw = std::max(bw, read.gbps(3));
-      std::printf("%5d  %13.1f  %13.1f   %12.1f  %9.1f\n", r, double(a->prompt) / tp, gemm, double(a->decode) / td, bw);
+      bw = std::max(bw, probe->memory_gbps(3));
+      std::printf("%5d  %13.1f  %14.1f   %12.1f  %11.1f\n", r, double(a->prompt) / tp, gemm, double(a->decode) / td, bw);
       if (tp < pre.t) pre = {tp, gemm};
       if (td < dec.t) dec = {td, bw};
     }
 
     const PrefillWork pw = prefill_work(m, a->prompt, 1);
-    const DecodeBytes db = decode_bytes(m, prompted);
+    DecodeBytes db = decode_bytes(m, prompted);
+    if (spec.kind != DeviceKind::CPU) {
+      // Weights as the device holds them (bf16 matrices), less an untied embedding of which a
+      // step gathers one row.
+      const double emb = c.tie_embeddings ? 0.0 : double(c.vocab_padded() - 1) * double(c.d_model) *
+                                                      (spec.precision == Precision::BF16 ? 2.0 : 4.0);
+      db.weights = double(m.device_weight_bytes()) - emb;
+    }
     const double t_pre = pre.t, gemm = pre.ceiling, t_dec = dec.t, bw = dec.ceiling;
-    const double bytes = decode_bytes_of_steps(m, prompted, s, a->decode);  // s: after the last round's decode
+    // s: after the last round's decode; the weights' share is corrected like db's above.
+    const double bytes = decode_bytes_of_steps(m, prompted, s, a->decode) -
+                         double(a->decode) * (decode_bytes(m, prompted).weights - db.weights);
     const double pre_gflops = pw.matrix_flops / t_pre / 1e9, dec_gbps = bytes / t_dec / 1e9;
-    std::printf("model: %s, %.1f M parameters; %s, %u hardware threads, %d OpenMP threads\n",
-                a->preset.empty() ? a->dir.c_str() : a->preset.c_str(), double(m.n_params()) / 1e6, cpu_name().c_str(),
-                std::thread::hardware_concurrency(), omp_get_max_threads());
-    std::printf("fastest of %d rounds, each against the ceilings measured around it: sgemm [%lld x %lld x %lld] "
-                "%.1f GFLOP/s; read bandwidth %.1f GB/s (512 MiB)\n",
-                a->reps, (long long)a->prompt, (long long)c.d_model, (long long)(4 * c.d_model), gemm, bw);
-    std::printf("prefill %lld tokens: %.1f tok/s, %.1f GFLOP/s = %.0f%% of sgemm\n", (long long)a->prompt,
+    std::printf("model: %s, %.1f M parameters; device %s; host %s, %u hardware threads, %d OpenMP threads\n",
+                a->preset.empty() ? a->dir.c_str() : a->preset.c_str(), double(m.n_params()) / 1e6,
+                m.device_description().c_str(), cpu_name().c_str(), std::thread::hardware_concurrency(),
+                omp_get_max_threads());
+    std::printf("fastest of %d rounds, each against the ceilings measured around it (%s): matmul %.1f GFLOP/s; "
+                "memory %.1f GB/s\n",
+                a->reps, probe->describe().c_str(), gemm, bw);
+    std::printf("prefill %lld tokens: %.1f tok/s, %.1f GFLOP/s = %.0f%% of matmul\n", (long long)a->prompt,
                 double(a->prompt) / t_pre, pre_gflops, 100 * pre_gflops / gemm);
     const double all_flops = pw.matrix_flops + pw.scan_flops + pw.attention_flops;
     std::printf("  counted: projection matrices and lm_head for the last token, %.2f GFLOP; not counted: "
-                "SSM scans %.2f GFLOP, attention %.2f GFLOP (with them: %.1f GFLOP/s = %.0f%% of sgemm)\n",
+                "SSM scans %.2f GFLOP, attention %.2f GFLOP (with them: %.1f GFLOP/s = %.0f%% of matmul)\n",
                 pw.matrix_flops / 1e9, pw.scan_flops / 1e9, pw.attention_flops / 1e9, all_flops / t_pre / 1e9,
                 100 * all_flops / t_pre / 1e9 / gemm);
-    std::printf("decode %lld tokens: %.1f tok/s, %.1f GB/s = %.0f%% of read bandwidth\n", (long long)a->decode,
+    std::printf("decode %lld tokens: %.1f tok/s, %.1f GB/s = %.0f%% of memory bandwidth\n", (long long)a->decode,
                 double(a->decode) / t_dec, dec_gbps, 100 * dec_gbps / bw);
     std::printf("  bytes per token (first step): weights %.1f MB, state read %.1f MB, state written %.1f MB\n",
                 db.weights / 1e6, db.state_read / 1e6, db.state_written / 1e6);

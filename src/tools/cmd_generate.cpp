@@ -85,8 +85,10 @@ void add_generate_command(CLI::App& app) {
     int64_t max_new = 64;
     SamplerOptions s;
     bool ids_out = false, no_special = false, ignore_eos = false;
+    DeviceOptions dev;
   };
   auto a = std::make_shared<Args>();
+  add_device_options(cmd, a->dev);
   cmd->add_option("DIR", a->dir, "checkpoint directory")->required();
   auto* p = cmd->add_option("--prompt", a->prompt,
                             "prompt text, encoded with the tokenizer (byte-level without one)");
@@ -105,7 +107,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", a->s.seed, "random seed")->default_val(0);
   cmd->add_flag("--print-ids", a->ids_out, "print token ids instead of text");
   cmd->callback([a] {
-    Model m = Model::load(a->dir);
+    Model m = Model::load(a->dir, a->dev.spec());
     const int64_t V = m.config().vocab_size;
     const std::optional<Tokenizer> tok = load_tokenizer(a->dir, a->tokenizer, V);
     std::vector<int32_t> prompt;

@@ -10,9 +10,11 @@ namespace m3::cli {
 void add_info_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("info", "Describe a checkpoint: layers, parameters, decode state per sequence");
   auto dir = std::make_shared<std::string>();
+  auto dev = std::make_shared<DeviceOptions>();
   cmd->add_option("DIR", *dir, "checkpoint directory (config.json + model.safetensors)")->required();
-  cmd->callback([dir] {
-    Model m = Model::load(*dir);
+  add_device_options(cmd, *dev);
+  cmd->callback([dir, dev] {
+    Model m = Model::load(*dir, dev->spec());
     const ModelConfig& c = m.config();
     std::printf("model: %s\n", dir->c_str());
     std::printf("d_model %lld, %lld layers, vocab %lld (padded %lld), %s embeddings, %s\n", (long long)c.d_model,
@@ -28,6 +30,13 @@ void add_info_command(CLI::App& app) {
     std::printf("decode state per sequence: %zu bytes fixed", s.bytes());
     if (kv_per_token) std::printf(" + %lld bytes per token of context (KV cache)", (long long)kv_per_token);
     std::printf("\n");
+    std::printf("device: %s\n", m.device_description().c_str());
+    if (m.device().kind != DeviceKind::CPU) {
+      std::printf("device memory: weights %.1f MiB; decode state per sequence %.3f MiB at 1K tokens, %.3f MiB at 1M tokens\n",
+                  double(m.device_weight_bytes()) / 1048576.0, double(s.bytes()) / 1048576.0 +
+                  double(kv_per_token) * 1024 / 1048576.0, double(s.bytes()) / 1048576.0 +
+                  double(kv_per_token) * 1048576.0 / 1048576.0);
+    }
   });
 }
 

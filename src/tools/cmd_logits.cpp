@@ -24,8 +24,9 @@ int64_t element(const Tensor& t, int64_t i) {
 
 void add_logits_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("logits", "Compute logits of every position for a batch of token ids");
-  struct Args { std::string dir, input, output; };
+  struct Args { std::string dir, input, output; DeviceOptions dev; };
   auto a = std::make_shared<Args>();
+  add_device_options(cmd, a->dev);
   cmd->add_option("DIR", a->dir, "checkpoint directory")->required();
   cmd->add_option("--input", a->input, "safetensors file with input_ids (int64 or int32, [batch, len])")->required();
   cmd->add_option("--output", a->output, "safetensors file to write logits (float32 [batch, len, vocab_padded])")->required();
@@ -35,7 +36,7 @@ void add_logits_command(CLI::App& app) {
     check(ids.shape.size() == 2, a->input + ": input_ids must be [batch, len], found " + shape_str(ids.shape));
     check(ids.dtype == DType::I64 || ids.dtype == DType::I32,
           a->input + ": input_ids must be I64 or I32, found " + dtype_name(ids.dtype));
-    Model m = Model::load(a->dir);
+    Model m = Model::load(a->dir, a->dev.spec());
     const int64_t B = ids.shape[0], L = ids.shape[1], V = m.config().vocab_padded();
     std::vector<int32_t> tokens(static_cast<size_t>(B * L));
     for (int64_t i = 0; i < B * L; ++i) {

@@ -2,8 +2,18 @@
 // callback that runs it) on the top-level app. One file per subcommand, src/tools/cmd_*.cpp.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <string>
+
+#include "m3/device.h"
 
 namespace m3::cli {
+
+// --device and --dtype of the commands that run a model.
+struct DeviceOptions {
+  std::string device = "cpu", dtype;
+  DeviceSpec spec() const { return parse_device(device, dtype); }
+};
+void add_device_options(CLI::App* cmd, DeviceOptions& o);
 
 void add_info_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
