@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -18,10 +19,17 @@ struct Result {
 
 inline std::string quote(const std::string& s) { return "'" + s + "'"; }
 
+// The folder holding m3: $M3_BINARY_DIR when set (scripts/gpu.sh runs prebuilt binaries away
+// from the build tree), else the build's own.
+inline std::string m3_binary_dir() {
+  const char* env = std::getenv("M3_BINARY_DIR");
+  return env && *env ? env : M3_BINARY_DIR;
+}
+
 // Runs `m3 ARGS` (ARGS already quoted for the shell) with stdout and stderr captured separately.
 inline Result run_m3(const std::string& args, const TempDir& tmp) {
   const std::string err_file = tmp.file("stderr.txt");
-  const std::string cmd = quote(std::string(M3_BINARY_DIR) + "/m3") + " " + args + " 2>" + quote(err_file);
+  const std::string cmd = quote(m3_binary_dir() + "/m3") + " " + args + " 2>" + quote(err_file);
   Result r{-1, "", ""};
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;

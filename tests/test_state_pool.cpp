@@ -122,7 +122,16 @@ TEST(StatePool, WriteOfAMismatchedStateIsRefused) {
   wrong.buffers[0].data.pop_back();
   test::expect_error([&] { pool.write(s, 2, wrong); }, {"conv", "9 values", "expected 10"});
   test::expect_error([&] { pool.write(s, 2, random_layer_state(0, 1, rng)); }, {"3 buffers", "expected 2"});
+  // A later buffer wrong: the earlier ones, valid, must not have been copied either.
+  LayerState late = random_layer_state(2, 0, rng);
+  late.buffers[1].data.push_back(1.0f);
+  test::expect_error([&] { pool.write(s, 2, late); }, {"angle", "4 values", "expected 3"});
+  LayerState late_kv = random_layer_state(0, 3, rng);
+  late_kv.buffers[2].shape[0] = 4;
+  late_kv.buffers[2].data.resize(16, 1.0f);
+  test::expect_error([&] { pool.write(s, 0, late_kv); }, {"kv_v", "4 positions", "3"});
   expect_zero(pool.read(s, 2, 3), "after refused writes");
+  expect_zero(pool.read(s, 0, 3), "after refused writes");
 }
 
 TEST(StatePool, CopySlotForks) {

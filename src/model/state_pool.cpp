@@ -133,6 +133,8 @@ void StatePool::write(int32_t slot, size_t l, const LayerState& s) {
   check(s.buffers.size() == lb.spec.size(), "layer " + std::to_string(l) + " state has " +
                                                 std::to_string(s.buffers.size()) + " buffers, expected " +
                                                 std::to_string(lb.spec.size()));
+  // Every buffer is checked before the first is copied: a refused state leaves the slot as it was.
+  std::vector<int64_t> numel(lb.spec.size());
   for (size_t b = 0; b < lb.spec.size(); ++b) {
     const StateBufferSpec& spec = lb.spec[b];
     const StateBuffer& src = s.buffers[b];
@@ -141,14 +143,15 @@ void StatePool::write(int32_t slot, size_t l, const LayerState& s) {
     const int64_t rows = spec.kv ? (src.shape.empty() ? 0 : src.shape[0]) : 1;
     check(!spec.kv || rows <= kv_capacity_, "state buffer '" + spec.name + "' holds " + std::to_string(rows) +
                                                 " positions, past the pool's capacity " + std::to_string(kv_capacity_));
-    const int64_t numel = spec.kv ? rows * spec.row_numel() : spec.row_numel();
-    check(int64_t(src.data.size()) == numel, "state buffer '" + spec.name + "' has " +
-                                                 std::to_string(src.data.size()) + " values, expected " +
-                                                 std::to_string(numel));
-    if (numel > 0)
-      backend_->upload(static_cast<float*>(lb.bufs[b].mem.get()) + int64_t(slot) * lb.bufs[b].stride, src.data.data(),
-                       size_t(numel) * sizeof(float));
+    numel[b] = spec.kv ? rows * spec.row_numel() : spec.row_numel();
+    check(int64_t(src.data.size()) == numel[b], "state buffer '" + spec.name + "' has " +
+                                                    std::to_string(src.data.size()) + " values, expected " +
+                                                    std::to_string(numel[b]));
   }
+  for (size_t b = 0; b < lb.spec.size(); ++b)
+    if (numel[b] > 0)
+      backend_->upload(static_cast<float*>(lb.bufs[b].mem.get()) + int64_t(slot) * lb.bufs[b].stride,
+                       s.buffers[b].data.data(), size_t(numel[b]) * sizeof(float));
 }
 
 int64_t StatePool::slots_in_use() const { return int64_t(std::count(used_.begin(), used_.end(), true)); }
