@@ -45,26 +45,7 @@ class AttentionLayer final : public Layer {
       inv_freq_[size_t(j)] = float(1.0 / std::pow(c_.rotary_emb_base, double(2 * j) / double(c_.rotary_emb_dim)));
   }
 
-  // Every attn_cfg option (spec/model.md §4).
-  std::string describe() const override {
-    char num[64];
-    std::string s = "MHA heads " + std::to_string(c_.num_heads) + " kv_heads " + std::to_string(c_.num_heads_kv) +
-                    " head_dim " + std::to_string(c_.head_dim) + (c_.causal ? " causal" : " non-causal");
-    if (c_.softmax_scale > 0) {
-      std::snprintf(num, sizeof num, "%g", c_.softmax_scale);
-      s += " softmax_scale " + std::string(num);
-    }
-    if (c_.rotary_emb_dim) {
-      std::snprintf(num, sizeof num, "%g", c_.rotary_emb_base);
-      s += " rotary " + std::to_string(c_.rotary_emb_dim) + " base " + num +
-           (c_.rotary_emb_interleaved ? " interleaved" : " rotate-half");
-    }
-    if (c_.d_conv) s += " d_conv " + std::to_string(c_.d_conv);
-    if (c_.mlp_dim) s += " mlp_dim " + std::to_string(c_.mlp_dim);
-    if (c_.qkv_proj_bias) s += " qkv_proj_bias";
-    if (c_.out_proj_bias) s += " out_proj_bias";
-    return s;
-  }
+  std::string describe() const override { return attention_describe(c_); }
   LayerStateSpec state_spec() const override { return attention_state_spec(c_); }
 
   void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override { run(x, y, pk, s); }

@@ -38,11 +38,7 @@ class Mamba1Layer final : public Layer {
     for (size_t i = 0; i < A_.size(); ++i) A_[i] = -std::exp(a_log.f32()[i]);
   }
 
-  std::string describe() const override {
-    return "Mamba1 d_inner " + std::to_string(c_.d_inner) + " d_state " + std::to_string(c_.d_state) + " d_conv " +
-           std::to_string(c_.d_conv) + " dt_rank " + std::to_string(c_.dt_rank) + (c_.bias ? " bias" : "") +
-           (c_.conv_bias ? "" : " no-conv-bias") + (c_.bcdt_rmsnorm ? " dt/B/C-RMSNorm" : "");
-  }
+  std::string describe() const override { return mamba1_describe(c_); }
   LayerStateSpec state_spec() const override { return mamba1_state_spec(c_); }
 
   void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override { run(x, y, pk, s); }

@@ -3,6 +3,7 @@
 
 #include "cpu/layers.h"
 #include "cpu/ops.h"
+#include "model/specs.h"
 
 namespace m3::cpu {
 
@@ -12,7 +13,7 @@ class GatedMlpLayer final : public Layer {
  public:
   GatedMlpLayer(int64_t d_model, int64_t hidden, ParamMap p)
       : d_(d_model), h_(hidden), p_(std::move(p)), fc1_(p_.at("fc1.weight").f32()), fc2_(p_.at("fc2.weight").f32()) {}
-  std::string describe() const override { return "GatedMLP hidden " + std::to_string(h_); }
+  std::string describe() const override { return gated_mlp_describe(h_); }
   void forward(const float* x, float* y, const Packing& pk, const StateBatch&) override { run(x, y, pk.n_tokens()); }
   void step(const float* x, float* y, int64_t n, const StateBatch&) override { run(x, y, n); }
 

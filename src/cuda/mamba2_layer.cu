@@ -42,18 +42,7 @@ class Mamba2Layer final : public Layer {
   }
 
   // The CPU layer's line, character for character.
-  std::string describe() const override {
-    std::string s = "Mamba2 heads " + std::to_string(c_.nheads) + "x" + std::to_string(c_.headdim) + " d_state " +
-                    std::to_string(c_.d_state) + " groups " + std::to_string(c_.ngroups) + " d_conv " +
-                    std::to_string(c_.d_conv);
-    if (c_.d_mlp() > 0) s += " d_mlp " + std::to_string(c_.d_mlp());
-    if (!c_.rmsnorm) s += " no-norm";
-    if (c_.rmsnorm && c_.norm_before_gate) s += " norm-before-gate";
-    if (c_.rmsnorm && !c_.norm_per_group && c_.ngroups > 1) s += " norm-over-all-groups";
-    if (c_.D_has_hdim) s += " D-per-channel";
-    if (c_.bias) s += " bias";
-    return s;
-  }
+  std::string describe() const override { return mamba2_describe(c_); }
   LayerStateSpec state_spec() const override { return mamba2_state_spec(c_); }
 
   void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override {

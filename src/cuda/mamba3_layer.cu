@@ -108,17 +108,7 @@ class Mamba3Layer final : public Layer {
   }
 
   // The CPU layer's line (cpu/mamba3_layer.cpp).
-  std::string describe() const override {
-    char a_floor[32];
-    std::snprintf(a_floor, sizeof a_floor, "%g", c_.A_floor);
-    std::string s = "Mamba3 " + std::string(c_.is_mimo ? "MIMO rank " + std::to_string(c_.mimo_rank) : "SISO") +
-                    " heads " + std::to_string(c_.nheads) + "x" + std::to_string(c_.headdim) + " d_state " +
-                    std::to_string(c_.d_state) + " groups " + std::to_string(c_.ngroups) + " rope_fraction " +
-                    (c_.rope_fraction == 1.0 ? "1.0" : "0.5") + " (" + std::to_string(c_.n_angles) + " angles)" +
-                    " A_floor " + a_floor + " chunk " + std::to_string(c_.chunk_size);
-    if (c_.is_outproj_norm) s += " outproj_norm";
-    return s;
-  }
+  std::string describe() const override { return mamba3_describe(c_); }
   LayerStateSpec state_spec() const override { return mamba3_state_spec(c_); }
 
   void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override {

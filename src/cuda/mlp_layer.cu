@@ -6,6 +6,7 @@
 #include "cuda/linear.h"
 #include "cuda/ops.h"
 #include "cuda/weights.h"
+#include "model/specs.h"
 
 namespace m3::cuda {
 
@@ -21,7 +22,7 @@ class GatedMlpLayer final : public Layer {
         fc2_(upload_matrix(ctx, p.at("fc2.weight"))) {}
 
   // The CPU layer's line, character for character.
-  std::string describe() const override { return "GatedMLP hidden " + std::to_string(h_); }
+  std::string describe() const override { return gated_mlp_describe(h_); }
   void forward(const float* x, float* y, const Packing& pk, const StateBatch&) override { run(x, y, pk.n_tokens()); }
   void step(const float* x, float* y, int64_t n, const StateBatch&) override { run(x, y, n); }
 

@@ -1,5 +1,7 @@
 // MHA mixer: parameters and decode state (spec/model.md §4).
 #include <cmath>
+#include <cstdio>
+#include <string>
 
 #include "model/init.h"
 #include "model/specs.h"
@@ -23,6 +25,27 @@ LayerStateSpec attention_state_spec(const AttnConfig& c) {
   const int64_t kv = c.num_heads_kv * c.head_dim;
   LayerStateSpec s = {{"kv_k", {0, kv}, true}, {"kv_v", {0, kv}, true}};
   if (c.d_conv > 0) s.push_back({"conv", {c.qkv_dim(), c.d_conv}});
+  return s;
+}
+
+// Every attn_cfg option (spec/model.md §4).
+std::string attention_describe(const AttnConfig& c) {
+  char num[64];
+  std::string s = "MHA heads " + std::to_string(c.num_heads) + " kv_heads " + std::to_string(c.num_heads_kv) +
+                  " head_dim " + std::to_string(c.head_dim) + (c.causal ? " causal" : " non-causal");
+  if (c.softmax_scale > 0) {
+    std::snprintf(num, sizeof num, "%g", c.softmax_scale);
+    s += " softmax_scale " + std::string(num);
+  }
+  if (c.rotary_emb_dim) {
+    std::snprintf(num, sizeof num, "%g", c.rotary_emb_base);
+    s += " rotary " + std::to_string(c.rotary_emb_dim) + " base " + num +
+         (c.rotary_emb_interleaved ? " interleaved" : " rotate-half");
+  }
+  if (c.d_conv) s += " d_conv " + std::to_string(c.d_conv);
+  if (c.mlp_dim) s += " mlp_dim " + std::to_string(c.mlp_dim);
+  if (c.qkv_proj_bias) s += " qkv_proj_bias";
+  if (c.out_proj_bias) s += " out_proj_bias";
   return s;
 }
 

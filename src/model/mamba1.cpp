@@ -44,4 +44,10 @@ LayerStateSpec mamba1_state_spec(const Mamba1Config& c) {
   return {{"conv", {c.d_inner, c.d_conv}}, {"ssm", {c.d_inner, c.d_state}}};
 }
 
+std::string mamba1_describe(const Mamba1Config& c) {
+  return "Mamba1 d_inner " + std::to_string(c.d_inner) + " d_state " + std::to_string(c.d_state) + " d_conv " +
+         std::to_string(c.d_conv) + " dt_rank " + std::to_string(c.dt_rank) + (c.bias ? " bias" : "") +
+         (c.conv_bias ? "" : " no-conv-bias") + (c.bcdt_rmsnorm ? " dt/B/C-RMSNorm" : "");
+}
+
 }  // namespace m3

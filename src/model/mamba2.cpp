@@ -2,6 +2,7 @@
 // in the reference module's registration order (in_proj, conv1d, dt_bias, A_log, D, norm,
 // out_proj), which is also the order `m3 init` draws them in.
 #include <cmath>
+#include <string>
 
 #include "model/init.h"
 #include "model/specs.h"
@@ -38,6 +39,19 @@ std::vector<ParamSpec> mamba2_param_specs(const Mamba2Config& c, int64_t d_model
 
 LayerStateSpec mamba2_state_spec(const Mamba2Config& c) {
   return {{"conv", {c.conv_dim(), c.d_conv}}, {"ssm", {c.nheads, c.headdim, c.d_state}}};
+}
+
+std::string mamba2_describe(const Mamba2Config& c) {
+  std::string s = "Mamba2 heads " + std::to_string(c.nheads) + "x" + std::to_string(c.headdim) + " d_state " +
+                  std::to_string(c.d_state) + " groups " + std::to_string(c.ngroups) + " d_conv " +
+                  std::to_string(c.d_conv);
+  if (c.d_mlp() > 0) s += " d_mlp " + std::to_string(c.d_mlp());
+  if (!c.rmsnorm) s += " no-norm";
+  if (c.rmsnorm && c.norm_before_gate) s += " norm-before-gate";
+  if (c.rmsnorm && !c.norm_per_group && c.ngroups > 1) s += " norm-over-all-groups";
+  if (c.D_has_hdim) s += " D-per-channel";
+  if (c.bias) s += " bias";
+  return s;
 }
 
 }  // namespace m3

@@ -1,5 +1,7 @@
 // Mamba-3 mixer: parameters and decode state (spec/mamba3.md §2, §5).
 #include <cmath>
+#include <cstdio>
+#include <string>
 
 #include "model/init.h"
 #include "model/specs.h"
@@ -30,6 +32,19 @@ std::vector<ParamSpec> mamba3_param_specs(const Mamba3Config& c, int64_t d_model
 LayerStateSpec mamba3_state_spec(const Mamba3Config& c) {
   const int64_t H = c.nheads, R = c.rank(), N = c.d_state, P = c.headdim, S = c.n_angles;
   return {{"angle", {H, S}}, {"ssm", {H, P, N}}, {"k", {R, H, N}}, {"v", {H, P}}};
+}
+
+// Every hyperparameter the math reads (spec §1; dt_min, dt_max and dt_init_floor only initialise).
+std::string mamba3_describe(const Mamba3Config& c) {
+  char a_floor[32];
+  std::snprintf(a_floor, sizeof a_floor, "%g", c.A_floor);
+  std::string s = "Mamba3 " + std::string(c.is_mimo ? "MIMO rank " + std::to_string(c.mimo_rank) : "SISO") +
+                  " heads " + std::to_string(c.nheads) + "x" + std::to_string(c.headdim) + " d_state " +
+                  std::to_string(c.d_state) + " groups " + std::to_string(c.ngroups) + " rope_fraction " +
+                  (c.rope_fraction == 1.0 ? "1.0" : "0.5") + " (" + std::to_string(c.n_angles) + " angles)" +
+                  " A_floor " + a_floor + " chunk " + std::to_string(c.chunk_size);
+  if (c.is_outproj_norm) s += " outproj_norm";
+  return s;
 }
 
 }  // namespace m3

@@ -11,4 +11,6 @@ std::vector<ParamSpec> gated_mlp_param_specs(int64_t d_model, int64_t hidden, in
           {"fc2.weight", {d_model, hidden}, init::linear_uniform(hidden, std::sqrt(float(n_layer)))}};
 }
 
+std::string gated_mlp_describe(int64_t hidden) { return "GatedMLP hidden " + std::to_string(hidden); }
+
 }  // namespace m3

@@ -2,6 +2,7 @@
 // key prefix, shapes, initialisation) and its per-sequence decode state. Backends build their
 // Layer implementations from these.
 #pragma once
+#include <string>
 #include <vector>
 
 #include "m3/config.h"
@@ -9,6 +10,13 @@
 #include "model/layer.h"
 
 namespace m3 {
+
+// Each layer kind's line for `m3 info` (every option the math reads), the same on every backend.
+std::string mamba3_describe(const Mamba3Config& c);
+std::string mamba2_describe(const Mamba2Config& c);
+std::string mamba1_describe(const Mamba1Config& c);
+std::string attention_describe(const AttnConfig& c);
+std::string gated_mlp_describe(int64_t hidden);
 
 // spec/mamba3.md §2 and §5.
 std::vector<ParamSpec> mamba3_param_specs(const Mamba3Config& c, int64_t d_model, int64_t n_layer);
