@@ -440,7 +440,7 @@ std::vector<Case> all_cases() {
        json{{"d_state", 7}, {"d_conv", 3}, {"dt_rank", 5}, {"bias", true}, {"conv_bias", false}}},
       {"Mamba1_BcdtRmsNorm", Kind::Mamba1, 48, json{{"d_state", 8}, {"d_conv", 4}}, 0.05},
       {"Mamba1_130mShape", Kind::Mamba1, 768, json{{"d_state", 16}, {"d_conv", 4}}},
-      // MHA (spec/model.md §4); head_dim a multiple of 8, as the CUDA backend requires.
+      // MHA (spec/model.md §4); any head_dim up to 256 (the checkpoint's head_dim is d_model / num_heads).
       {"Attn_MhaCausal", Kind::Attention, 64,
        json{{"num_heads", 4}, {"head_dim", 16}, {"causal", true}, {"qkv_proj_bias", false}, {"out_proj_bias", false}}},
       {"Attn_GqaRotateHalfPartial", Kind::Attention, 64,
@@ -453,6 +453,10 @@ std::vector<Case> all_cases() {
        json{{"num_heads", 3}, {"head_dim", 8}, {"causal", false}, {"rotary_emb_dim", 6},
             {"rotary_emb_interleaved", true}, {"softmax_scale", 0.3}, {"qkv_proj_bias", true},
             {"out_proj_bias", false}}},
+      {"Attn_OddHeadDimGqa", Kind::Attention, 74,
+       json{{"num_heads", 2}, {"num_heads_kv", 1}, {"causal", true}, {"rotary_emb_dim", 10}}},
+      {"Attn_HeadDim200", Kind::Attention, 200,
+       json{{"num_heads", 1}, {"causal", true}, {"rotary_emb_dim", 64}, {"qkv_proj_bias", false}}},
       {"Attn_130mHybridShape", Kind::Attention, 768,
        json{{"num_heads", 12}, {"head_dim", 64}, {"causal", true}, {"rotary_emb_dim", 32}, {"qkv_proj_bias", false},
             {"out_proj_bias", false}}},
