@@ -3,9 +3,10 @@
 # binaries in build-gpu/, their shared libraries in .devlib/, golden data in shared/golden/.
 # Stages (all by default, or those named): tests (build-gpu/m3_cuda_tests), sanitize
 # (compute-sanitizer memcheck and racecheck over a few small layer and kernel tests, when it is
-# installed), bench (m3 bench on the 130M presets in f32 and bf16). Logs go to $OUT when set (else
+# installed), bench (m3 bench on the 130M presets in f32 and bf16), layers (build-gpu/m3_cuda_bench:
+# the scan kernels at the reference's shapes, JSON in m3_layers.json). Logs go to $OUT when set (else
 # a temporary folder); a summary table is printed last. Changes no GPU setting.
-# Usage: scripts/gpu.sh [tests] [sanitize] [bench]; M3_GTEST_FILTER narrows the tests stage,
+# Usage: scripts/gpu.sh [tests] [sanitize] [bench] [layers]; M3_GTEST_FILTER narrows the tests stage,
 # M3_SANITIZER_TIMEOUT (seconds, default 240) bounds each sanitizer run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export M3_BINARY_DIR="$PWD/build-gpu"  # where the CLI tests find m3 (the build's own path may not exist here)
 logs="${OUT:-$(mktemp -d)}"
 mkdir -p "$logs"
-stages="${*:-tests sanitize bench}"
+stages="${*:-tests sanitize bench layers}"
 tests_bin=build-gpu/m3_cuda_tests
 summary=()
 status=0
@@ -71,17 +72,34 @@ if [[ " $stages " == *" sanitize "* ]]; then
 fi
 
 if [[ " $stages " == *" bench "* ]]; then
-  for run in "mamba3-130m f32" "mamba3-130m bf16" "mamba3-mimo-130m bf16" "mamba3-130m-hybrid bf16" \
-             "mamba2-130m bf16" "mamba1-130m bf16"; do
-    read -r preset dtype <<< "$run"
-    log="$logs/bench_${preset}_$dtype.log"
-    echo "== m3 bench --preset $preset --device cuda --dtype $dtype (log $log)"
-    build-gpu/m3 bench --preset "$preset" --device cuda --dtype "$dtype" --reps 3 2>&1 | tee "$log"
+  # "eager": M3_NO_GRAPHS=1, the same preset with decode steps launched one kernel at a time (the
+  # baseline of the CUDA-graph replay, side by side in this run).
+  for run in "mamba3-130m f32" "mamba3-130m bf16" "mamba3-130m bf16 eager" "mamba3-mimo-130m bf16" \
+             "mamba3-130m-hybrid bf16" "mamba2-130m bf16" "mamba1-130m bf16"; do
+    read -r preset dtype mode <<< "$run"
+    log="$logs/bench_${preset}_$dtype${mode:+_$mode}.log"
+    echo "== m3 bench --preset $preset --device cuda --dtype $dtype ${mode:+($mode) }(log $log)"
+    if [ "$mode" = eager ]; then
+      M3_NO_GRAPHS=1 build-gpu/m3 bench --preset "$preset" --device cuda --dtype "$dtype" --reps 3 2>&1 | tee "$log"
+    else
+      build-gpu/m3 bench --preset "$preset" --device cuda --dtype "$dtype" --reps 3 2>&1 | tee "$log"
+    fi
     rc=${PIPESTATUS[0]}
     [ "$rc" -ne 0 ] && status=1
-    summary+=("bench       $preset $dtype: exit $rc")
+    summary+=("bench       $preset $dtype${mode:+ $mode}: exit $rc")
     while read -r line; do summary+=("  $line"); done < <(grep -E "^(prefill|decode) [0-9]+ tokens" "$log")
   done
+fi
+
+if [[ " $stages " == *" layers "* ]]; then
+  log="$logs/m3_layers.log"
+  echo "== build-gpu/m3_cuda_bench (log $log)"
+  build-gpu/m3_cuda_bench --json "$logs/m3_layers.json" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" -ne 0 ] && status=1
+  summary+=("layers      exit $rc")
+  # The program's final table: the lines after its "== results" heading.
+  while read -r line; do summary+=("  $line"); done < <(sed -n '/^== results/,$p' "$log" | tail -n +2)
 fi
 
 echo

@@ -2,6 +2,9 @@
 // gather, residual add + norm, final norm + lm_head) and the layer factories.
 #include <cuda_bf16.h>
 
+#include <exception>
+#include <functional>
+
 #include "cuda/backend.h"
 #include "cuda/check.h"
 #include "cuda/layers.h"
@@ -87,6 +90,22 @@ class CudaEnds final : public ModelEnds {
   Scratch<float> h_, hn_;
 };
 
+class CudaRecording final : public Recording {
+ public:
+  CudaRecording(const Context& ctx, cudaGraphExec_t exec, uint64_t epoch) : ctx_(ctx), exec_(exec), epoch_(epoch) {}
+  ~CudaRecording() override { cudaGraphExecDestroy(exec_); }
+  bool replay() override {
+    if (ctx_.alloc_epoch != epoch_) return false;
+    M3_CUDA_CHECK(cudaGraphLaunch(exec_, ctx_.stream));
+    return true;
+  }
+
+ private:
+  const Context& ctx_;
+  cudaGraphExec_t exec_;
+  uint64_t epoch_;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const DeviceSpec& spec) : spec_(spec) {
@@ -146,6 +165,29 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<RooflineProbe> make_roofline_probe(int64_t M, int64_t N, int64_t K) override {
     return cuda::make_roofline_probe(ctx_, M, N, K);
+  }
+
+  // A stream capture of `work` into a CUDA graph: one launch replays every kernel of a decode step.
+  // Work that cannot be captured (a pageable copy, an allocation) ends the capture and gives null.
+  std::unique_ptr<Recording> record(const std::function<void()>& work) override {
+    const uint64_t epoch = ctx_.alloc_epoch;
+    M3_CUDA_CHECK(cudaStreamBeginCapture(ctx_.stream, cudaStreamCaptureModeThreadLocal));
+    bool ok = true;
+    try {
+      work();
+    } catch (const std::exception&) {
+      ok = false;
+    }
+    cudaGraph_t graph = nullptr;
+    ok = cudaStreamEndCapture(ctx_.stream, &graph) == cudaSuccess && ok && graph && ctx_.alloc_epoch == epoch;
+    cudaGraphExec_t exec = nullptr;
+    ok = ok && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+    if (graph) cudaGraphDestroy(graph);
+    if (!ok) {
+      (void)cudaGetLastError();  // a failed capture's error is answered by stepping eagerly
+      return nullptr;
+    }
+    return std::make_unique<CudaRecording>(ctx_, exec, epoch);
   }
 
   std::unique_ptr<Layer> make_mamba3(const Mamba3Config& c, int64_t d, ParamMap p) override {

@@ -17,6 +17,7 @@ std::shared_ptr<void> device_alloc(const Context& ctx, size_t bytes) {
                 std::to_string(ctx.device) + ", " + std::to_string(free_b >> 20) + " MiB free of " +
                 std::to_string(total_b >> 20) + " MiB");
   }
+  ++ctx.alloc_epoch;
   M3_CUDA_CHECK(cudaMemsetAsync(p, 0, n, ctx.stream));
   // cudaFree waits for the device: memory in use by queued work is not released under it.
   return std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });

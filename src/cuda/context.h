@@ -46,6 +46,9 @@ struct Context {
   cudaDeviceProp prop{};
   size_t weight_bytes = 0;  // device bytes held by weights uploaded through this context
   Scratch<uint16_t> linear_x_bf16;  // linear_fwd's activations rounded to bf16
+  // Counts device_alloc calls: a recording (CUDA graph) made at another count may point at memory
+  // that has moved since.
+  mutable uint64_t alloc_epoch = 0;
 };
 
 // Copies n elements of a host array into a device scratch array on ctx.stream and returns the

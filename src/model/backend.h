@@ -5,6 +5,7 @@
 // open_backend (devices/open_backend.cpp) picks one.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -47,6 +48,17 @@ class RooflineProbe {
   virtual std::string describe() const = 0;  // what the two probes run, for the report
 };
 
+// Device work recorded once and replayed (a CUDA graph): the kernels, their arguments and the
+// device addresses they read and write are fixed at recording; the data at those addresses is
+// each replay's.
+class Recording {
+ public:
+  virtual ~Recording() = default;
+  // Queues the recorded work; false (and nothing queued) when device memory was allocated since
+  // the recording, which may have moved what it points at.
+  virtual bool replay() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -64,6 +76,10 @@ class Backend {
   virtual void synchronize() = 0;
   // Bytes the layers and ends built so far hold in device memory (weights and their scratch).
   virtual size_t weight_bytes() const = 0;
+
+  // Records the device work `work` queues, without running it; null when the backend has no
+  // recordings (the CPU) or `work` cannot be recorded (then nothing was queued either).
+  virtual std::unique_ptr<Recording> record(const std::function<void()>& work) { return nullptr; }
 
   virtual std::unique_ptr<RooflineProbe> make_roofline_probe(int64_t M, int64_t N, int64_t K) = 0;
 

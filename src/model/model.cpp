@@ -3,6 +3,7 @@
 #include "m3/model.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -135,6 +136,9 @@ struct Model::Impl {
       blocks.push_back(std::move(b));
     }
     pool = std::make_shared<StatePool>(be, std::move(specs), 1, 0, /*growable=*/true);
+    recordable_steps = std::getenv("M3_NO_GRAPHS") == nullptr;
+    for (int64_t i = 0; i < cfg.n_layer; ++i)
+      if (cfg.layer_kind(i) == MixerKind::Attention) recordable_steps = false;
   }
 
   void check_states(std::span<SequenceState* const> states) const {
@@ -147,9 +151,21 @@ struct Model::Impl {
   // Runs embedding, blocks and head over T packed rows; `run_layer(layer, in, out, batch)` applies
   // one layer in the parallel or recurrent form. Each block's norm adds the previous layer's output
   // into the float32 residual first (spec/model.md §2).
+  // Decode steps replayed from a recording (a CUDA graph): the work of a step is fixed by the batch
+  // size and the slots, so the second step with the same ones is recorded and later ones replay
+  // it. Models with attention step eagerly: their kernels' launch shapes follow the KV lengths.
+  struct StepRecording {
+    int64_t n = -1;
+    std::vector<int32_t> slots;
+    bool seen = false;          // one eager step with this key: every scratch array has its size
+    bool unrecordable = false;  // the backend could not record it: step eagerly
+    std::unique_ptr<Recording> rec;
+  } step_rec;
+  bool recordable_steps = false;
+
   template <class RunLayer>
   void run(std::span<const int32_t> tokens, std::span<SequenceState* const> states, int64_t kv_needed,
-           const std::vector<int64_t>& rows, float* out, RunLayer&& run_layer) {
+           const std::vector<int64_t>& rows, float* out, bool record, RunLayer&& run_layer) {
     const int64_t T = int64_t(tokens.size()), d = cfg.d_model, V = cfg.vocab_padded(), n = int64_t(states.size());
     for (int64_t t = 0; t < T; ++t)
       check(tokens[size_t(t)] >= 0 && tokens[size_t(t)] < V,
@@ -159,27 +175,52 @@ struct Model::Impl {
     std::vector<int32_t> slots(static_cast<size_t>(n));
     std::vector<int64_t> pos(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) slots[size_t(i)] = states[size_t(i)]->slot(), pos[size_t(i)] = states[size_t(i)]->n_tokens;
+    // Inputs go to the same device arrays every call (they only grow), so a recording made over
+    // them reads each call's values.
     const int32_t* slot_d = slots_dev.upload(*be, slots.data(), slots.size());
     const int64_t* pos_d = pos_dev.upload(*be, pos.data(), pos.size());
+    const int32_t* tok_d = tokens_dev.upload(*be, tokens.data(), tokens.size());
+    const int64_t* rows_d = rows_dev.upload(*be, rows.data(), rows.size());
     float* res = residual.get(*be, size_t(T * d));
     float* nrm = normed.get(*be, size_t(T * d));
     float* hid = hidden.get(*be, size_t(T * d));
-    ends->embed(res, tokens_dev.upload(*be, tokens.data(), tokens.size()), T);
-    const float* pending = nullptr;  // the last layer's output, not yet in the residual
-    for (size_t l = 0; l < blocks.size(); ++l) {
-      Block& b = blocks[l];
-      b.norm->forward(res, pending, nrm, T);
-      run_layer(*b.mixer, nrm, hid, pool->batch(l, n, slots.data(), slot_d, pos.data(), pos_d));
-      pending = hid;
-      if (b.mlp) {
-        b.norm2->forward(res, pending, nrm, T);
-        run_layer(*b.mlp, nrm, hid, StateBatch{});
-      }
-    }
     const bool host = be->device().kind == DeviceKind::CPU;
     const size_t n_out = rows.size() * size_t(V);
     float* lg = host ? out : logits.get(*be, n_out);
-    ends->logits(lg, res, pending, rows_dev.upload(*be, rows.data(), rows.size()), int64_t(rows.size()));
+    auto work = [&] {
+      ends->embed(res, tok_d, T);
+      const float* pending = nullptr;  // the last layer's output, not yet in the residual
+      for (size_t l = 0; l < blocks.size(); ++l) {
+        Block& b = blocks[l];
+        b.norm->forward(res, pending, nrm, T);
+        run_layer(*b.mixer, nrm, hid, pool->batch(l, n, slots.data(), slot_d, pos.data(), pos_d));
+        pending = hid;
+        if (b.mlp) {
+          b.norm2->forward(res, pending, nrm, T);
+          run_layer(*b.mlp, nrm, hid, StateBatch{});
+        }
+      }
+      ends->logits(lg, res, pending, rows_d, int64_t(rows.size()));
+    };
+    if (!record || !recordable_steps) {
+      work();
+    } else {
+      StepRecording& r = step_rec;
+      if (r.n != n || r.slots != slots) r = StepRecording{n, slots, false, false, nullptr};
+      // A recording holds device addresses: one made before an allocation may be stale.
+      if (r.rec && !r.rec->replay()) r.rec.reset();
+      if (!r.rec) {
+        if (r.seen && !r.unrecordable) {
+          r.rec = be->record(work);
+          r.unrecordable = r.rec == nullptr;
+        }
+        if (!r.rec || !r.rec->replay()) {
+          r.rec.reset();
+          work();
+        }
+        r.seen = true;
+      }
+    }
     if (!host) be->download(out, lg, n_out * sizeof(float));
   }
 };
@@ -308,7 +349,7 @@ void Model::forward(std::span<const int32_t> tokens, std::span<const int64_t> cu
     for (int64_t t = 0; t < pk.n_tokens(); ++t) rows.push_back(t);
   }
   pk.cu_dev = m.cu_dev.upload(*m.be, pk.cu_seqlens.data(), pk.cu_seqlens.size());
-  m.run(tokens, states, kv_needed, rows, logits,
+  m.run(tokens, states, kv_needed, rows, logits, false,
         [&](Layer& layer, const float* in, float* out, const StateBatch& s) { layer.forward(in, out, pk, s); });
   for (int64_t i = 0; i < pk.n_seqs(); ++i) states[size_t(i)]->n_tokens += pk.len(i);
 }
@@ -322,7 +363,7 @@ void Model::step(std::span<const int32_t> tokens, std::span<SequenceState* const
   for (auto* s : states) kv_needed = std::max(kv_needed, s->n_tokens + 1);
   std::vector<int64_t> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) rows[size_t(i)] = i;
-  m.run(tokens, states, kv_needed, rows, logits,
+  m.run(tokens, states, kv_needed, rows, logits, true,
         [&](Layer& layer, const float* in, float* out, const StateBatch& s) { layer.step(in, out, n, s); });
   for (auto* s : states) s->n_tokens += 1;
 }
