@@ -1,5 +1,6 @@
-// Implements cuda/mamba3_scan.h: one thread block per (sequence, head) walks the sequence's tokens
-// in order through the recurrence of spec/mamba3.md §4, so prefill is the step applied L times:
+// Implements cuda/mamba3_scan.h's prefill (the decode step is cuda/mamba3_step.cu): one thread
+// block per (sequence, head) walks the sequence's tokens in order through the recurrence of
+// spec/mamba3.md §4, so prefill is the step applied L times:
 //   θ_t = (θ_{t−1} + π·tanh(angle_t)·dt_t) mod 2π,  q̃_{t,r} = Rot_θt(q_{t,r} + C_bias[h, r]),
 //   k̃_{t,r} likewise with B,  v_{t,r} = x_t[h] ⊙ mimo_x[h, r]  (SISO: x_t[h]),
 //   H_t = α_t H_{t−1} + Σ_r (β_t v_{t−1,r} k̃_{t−1,r}ᵀ + γ_t v_{t,r} k̃_{t,r}ᵀ),
@@ -213,11 +214,6 @@ void check_mamba3_scan_supported(const Context& ctx, const Mamba3ScanDims& d) {
 void mamba3_scan_prefill(Context& ctx, const Mamba3ScanDims& d, const Mamba3ScanInputs& in, const int64_t* cu_dev,
                          int64_t n_seqs, const Mamba3ScanStates& st, float* y, int64_t y_ld) {
   run_scan(ctx, d, in, cu_dev, n_seqs, st, y, y_ld);
-}
-
-void mamba3_scan_step(Context& ctx, const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64_t n_seqs,
-                      const Mamba3ScanStates& st, float* y, int64_t y_ld) {
-  run_scan(ctx, d, in, nullptr, n_seqs, st, y, y_ld);
 }
 
 }  // namespace m3::cuda
