@@ -416,6 +416,11 @@ std::vector<Case> all_cases() {
       {"Mamba3_MimoRank4OutprojNormGroups2RopeFull", Kind::Mamba3, 48,
        json{{"d_state", 20}, {"headdim", 12}, {"ngroups", 2}, {"rope_fraction", 1.0}, {"is_outproj_norm", true},
             {"is_mimo", true}, {"mimo_rank", 4}, {"chunk_size", 16}}},
+      // 72 heads × 8 sequences: enough blocks that the decode step takes its narrow-block path
+      // (src/cuda/mamba3_step.cu), which smaller batches never reach.
+      {"Mamba3_SisoManyHeadsNarrowStep", Kind::Mamba3, 1152, json{{"d_state", 64}, {"headdim", 32}, {"chunk_size", 64}}},
+      {"Mamba3_MimoRank2ManyHeadsNarrowStep", Kind::Mamba3, 1152,
+       json{{"d_state", 32}, {"headdim", 32}, {"is_mimo", true}, {"mimo_rank", 2}, {"chunk_size", 32}}},
       {"Mamba3_Siso130mShape", Kind::Mamba3, 128, json{{"d_state", 128}, {"headdim", 64}, {"chunk_size", 64}}},
       {"Mamba3_MimoRank4_130mShape", Kind::Mamba3, 128,
        json{{"d_state", 128}, {"headdim", 64}, {"is_mimo", true}, {"mimo_rank", 4}, {"chunk_size", 16}}},
