@@ -1,6 +1,9 @@
 // Kernel-level GPU benchmark of the recurrent scans, the anchors of the speed work, at the
 // reference's shapes (64 heads × headdim 64, d_state 128, one B/C group, chunk 64):
-//   mamba3_siso_prefill  the chunked Mamba-3 SISO scan (cuda/mamba3_chunk_scan.h), D·x included;
+//   mamba3_siso_prefill  the chunked Mamba-3 SISO scan (cuda/mamba3_chunk_scan.h, FP32 SIMT, what
+//                        `--dtype f32` runs), D·x included;
+//   mamba3_siso_prefill_bf16, mamba3_mimo4_prefill_bf16  the tensor-core scan that `--dtype bf16`
+//                        runs (cuda/mamba3_chunk_scan_bf16.h), SISO and MIMO rank 4;
 //   mamba3_siso_step     the Mamba-3 decode step (mamba3_scan_step), one token per sequence;
 //   mamba2_ssd_prefill   the Mamba-2 scan (cuda/ssd_scan.h).
 // Inputs are random (never zeros: zeros run faster than real data) in the layouts the functions
@@ -11,9 +14,10 @@
 // there. The step's repetition is kStepCalls back-to-back calls (one call is a few µs, close to
 // the events' resolution), reported per call.
 //
-// The roofline line of each case is max(FLOP / 67 TFLOP/s, bytes / 4.27 TB/s), the H200's fp32
-// SIMT and HBM peaks; the counts are in prefill_flops, mamba3_prefill_bytes, ssd_prefill_bytes
-// and the step's state bytes below.
+// The roofline line of each case is max(FLOP / peak, bytes / 4.27 TB/s) with the H200's fp32 SIMT
+// peak (67 TFLOP/s) for fp32 kernels and its measured bf16 GEMM rate (729 TFLOP/s) for tensor-core
+// ones, and its HBM copy rate; the counts are in prefill_flops, mamba3_prefill_bytes,
+// ssd_prefill_bytes and the step's state bytes below.
 //
 //   build/m3_cuda_bench [--reps N] [--json FILE]      (exit 2 when there is no GPU)
 #include <cuda_runtime.h>
@@ -33,6 +37,7 @@
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/mamba3_chunk_scan.h"
+#include "cuda/mamba3_chunk_scan_bf16.h"
 #include "cuda/mamba3_scan.h"
 #include "cuda/ssd_scan.h"
 #include "m3/error.h"
@@ -43,7 +48,7 @@ namespace {
 constexpr int64_t kH = 64, kP = 64, kN = 128, kG = 1, kChunk = 64;
 // Rotary angles of d_state 128 at the default rope_fraction 0.5 (io/config.cpp: ⌊N·0.5⌋ / 2).
 constexpr int64_t kS = 32;
-constexpr double kPeakFlops = 67e12, kPeakBytes = 4.27e12, kL2Bytes = 60e6;
+constexpr double kPeakFlops = 67e12, kPeakTensorFlops = 729e12, kPeakBytes = 4.27e12, kL2Bytes = 60e6;
 constexpr int kWarmup = 3, kStepCalls = 16;
 
 // Why the Mamba-3 prefill times are the scan alone.
@@ -52,20 +57,25 @@ constexpr const char* kGatingNote =
     "and cannot be called on its own, so it is not timed";
 
 // Matmul FLOPs of the chunked form (spec/mamba3.md §6, the same for Mamba-2's SSD) at chunk Q, per
-// token and head: chunk state Σ v kᵀ (2PN), inter-chunk output (e^a q) G_inᵀ (2PN), scores q kᵀ
-// (2QN) and intra-chunk output M V (2QP), the causal Q × Q tiles counted whole as kernels compute
-// them:  FLOP = T·H·(4·P·N + 2·Q·(N + P)).  (The recurrent Mamba-2 kernel does 4·P·N + P·N.)
-double prefill_flops(int64_t T) { return double(T) * kH * (4.0 * kP * kN + 2.0 * kChunk * (kN + kP)); }
+// (token, rank) row and head: chunk state Σ v kᵀ (2PN), inter-chunk output (e^a q) G_inᵀ (2PN),
+// scores q kᵀ (2QN) and intra-chunk output M V (2QP), the causal Q × Q tiles counted whole as
+// kernels compute them:  FLOP = T·R·H·(4·P·N + 2·Q·(N + P)), Q = 64 rows (MIMO: 64 / R tokens).
+// (The recurrent Mamba-2 kernel does 4·P·N + P·N.)
+double prefill_flops(int64_t T, int64_t R = 1) {
+  return double(T) * double(R) * kH * (4.0 * kP * kN + 2.0 * kChunk * (kN + kP));
+}
 
-// Mamba-3 state bytes of one sequence: angle [H, S], ssm [H, P, N], k [R, H, N], v [H, P] (R = 1).
-constexpr int64_t kMamba3StateFloats = kH * kS + kH * kP * kN + kH * kN + kH * kP;
+// Mamba-3 state bytes of one sequence: angle [H, S], ssm [H, P, N], k [R, H, N], v [H, P].
+constexpr int64_t mamba3_state_floats(int64_t R) { return kH * kS + kH * kP * kN + R * kH * kN + kH * kP; }
+constexpr int64_t kMamba3StateFloats = mamba3_state_floats(1);
 
-// Compulsory HBM bytes of the Mamba-3 SISO prefill: each input read once (q, k [T, G·N]; x [T, H·P];
-// adt, dt, trap [T, H]; angle [T, S]), y [T, H·P] written once, each sequence's state read and
-// written once:  bytes = 4·(T·(2·G·N + 2·H·P + 3·H + S) + 2·B·state floats).
+// Compulsory HBM bytes of the Mamba-3 prefill at rank R: each input read once (q, k [T, R·G·N];
+// x [T, H·P]; adt, dt, trap [T, H]; angle [T, S]), y [T, R·H·P] written once, each sequence's state
+// read and written once:  bytes = 4·(T·(2·R·G·N + (1 + R)·H·P + 3·H + S) + 2·B·state floats).
 // The chunk-state scratch is not counted: it is the implementation's choice.
-double mamba3_prefill_bytes(int64_t B, int64_t T) {
-  return 4.0 * (double(T) * (2 * kG * kN + 2 * kH * kP + 3 * kH + kS) + 2.0 * double(B) * kMamba3StateFloats);
+double mamba3_prefill_bytes(int64_t B, int64_t T, int64_t R = 1) {
+  return 4.0 * (double(T) * double(2 * R * kG * kN + (1 + R) * kH * kP + 3 * kH + kS) +
+                2.0 * double(B) * double(mamba3_state_floats(R)));
 }
 
 // Mamba-2 likewise: x [T, H·P], B, C [T, G·N], dt [T, H] read, y [T, H·P] written, ssm [H, P, N]
@@ -80,7 +90,8 @@ struct Result {
   double ms = 0;              // median per call
   double flops = 0, bytes = 0;  // the roofline's counts (no FLOPs for the step: it streams its state)
   bool step = false;
-  double roofline_ms() const { return std::max(flops / kPeakFlops, bytes / kPeakBytes) * 1e3; }
+  double peak_flops = kPeakFlops;  // kPeakTensorFlops for tensor-core kernels
+  double roofline_ms() const { return std::max(flops / peak_flops, bytes / kPeakBytes) * 1e3; }
   double mtok_s() const { return double(B * L) / ms / 1e3; }
   double gb_s() const { return bytes / ms / 1e6; }
 };
@@ -102,7 +113,7 @@ std::string roofline_text(const Result& r) {
 
 std::string table_row(const Result& r) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%-20s %4lld %6lld %12s %-20s %9s %8.3f %12s %7.1f %%", r.kernel.c_str(),
+  std::snprintf(buf, sizeof buf, "%-26s %4lld %6lld %12s %-20s %9s %8.3f %12s %7.1f %%", r.kernel.c_str(),
                 (long long)r.B, (long long)r.L, time_text(r).c_str(), rate_text(r).c_str(),
                 r.step ? "-" : fmt("%.1f", r.flops / 1e9).c_str(), r.bytes / 1e9, roofline_text(r).c_str(),
                 100.0 * r.roofline_ms() / r.ms);
@@ -213,20 +224,23 @@ class Timer {
 };
 
 const Mamba3ScanDims kMamba3Dims{kH, kG, kP, kN, kS, 1, false};
+// MIMO rank 4 at the same sizes (the halves pairing of the rotary pairs, spec §3).
+const Mamba3ScanDims kMamba3MimoDims{kH, kG, kP, kN, kS, 4, true};
 
-// Mamba-3 SISO inputs for `sets` sets of T token rows each (dense layouts: qk_ld = G·N,
+// Mamba-3 inputs at rank R for `sets` sets of T token rows each (dense layouts: qk_ld = R·G·N,
 // x_ld = H·P, trap_ld = H, angle_ld = S), the layer's parameters, and the pool's four buffers with
 // sets·B slots.
 struct Mamba3Data {
-  int64_t T, B, sets;
-  std::shared_ptr<float> q, k, x, adt, dt, trap, angle, q_bias, k_bias, D, y;
+  int64_t T, B, sets, R;
+  std::shared_ptr<float> q, k, x, adt, dt, trap, angle, q_bias, k_bias, mimo_x, D, y;
   std::shared_ptr<float> st_angle, st_ssm, st_k, st_v;
   std::shared_ptr<int32_t> slot;
 
-  Mamba3Data(Context& ctx, Rng& rng, int64_t B_, int64_t T_, int64_t sets_) : T(T_), B(B_), sets(sets_) {
+  Mamba3Data(Context& ctx, Rng& rng, int64_t B_, int64_t T_, int64_t sets_, int64_t R_ = 1)
+      : T(T_), B(B_), sets(sets_), R(R_) {
     const int64_t rows = sets * T, slots = sets * B;
-    q = random_device(ctx, rng, rows * kG * kN, -1.7f, 1.7f);  // after RMSNorm: RMS ≈ 1
-    k = random_device(ctx, rng, rows * kG * kN, -1.7f, 1.7f);
+    q = random_device(ctx, rng, rows * R * kG * kN, -1.7f, 1.7f);  // after RMSNorm: RMS ≈ 1
+    k = random_device(ctx, rng, rows * R * kG * kN, -1.7f, 1.7f);
     x = random_device(ctx, rng, rows * kH * kP, -1.0f, 1.0f);
     std::vector<float> dt_h, adt_h;
     random_dt_adt(rng, rows, dt_h, adt_h);
@@ -234,27 +248,28 @@ struct Mamba3Data {
     adt = upload(ctx, adt_h);
     trap = random_device(ctx, rng, rows * kH, -3.0f, 3.0f);
     angle = random_device(ctx, rng, rows * kS, -2.0f, 2.0f);
-    q_bias = random_device(ctx, rng, kH * kN, -0.5f, 0.5f);
-    k_bias = random_device(ctx, rng, kH * kN, -0.5f, 0.5f);
+    q_bias = random_device(ctx, rng, kH * R * kN, -0.5f, 0.5f);
+    k_bias = random_device(ctx, rng, kH * R * kN, -0.5f, 0.5f);
+    if (R > 1) mimo_x = random_device(ctx, rng, kH * R * kP, 0.0f, 0.5f);
     D = random_device(ctx, rng, kH, -1.0f, 1.0f);
-    y = std::static_pointer_cast<float>(device_alloc(ctx, size_t(T * kH * kP) * sizeof(float)));
+    y = std::static_pointer_cast<float>(device_alloc(ctx, size_t(T * R * kH * kP) * sizeof(float)));
     st_angle = random_device(ctx, rng, slots * kH * kS, 0.0f, 6.28f);
     st_ssm = random_device(ctx, rng, slots * kH * kP * kN, -0.1f, 0.1f);
-    st_k = random_device(ctx, rng, slots * kH * kN, -1.0f, 1.0f);
+    st_k = random_device(ctx, rng, slots * R * kH * kN, -1.0f, 1.0f);
     st_v = random_device(ctx, rng, slots * kH * kP, -1.0f, 1.0f);
     slot = slot_ids(ctx, slots);
   }
 
   Mamba3ScanInputs inputs(int64_t set) const {
-    const int64_t r = set * T;
-    return {.q = q.get() + r * kG * kN,
-            .k = k.get() + r * kG * kN,
-            .qk_ld = kG * kN,
+    const int64_t r = set * T, qk = R * kG * kN;
+    return {.q = q.get() + r * qk,
+            .k = k.get() + r * qk,
+            .qk_ld = qk,
             .q_bias = q_bias.get(),
             .k_bias = k_bias.get(),
             .x = x.get() + r * kH * kP,
             .x_ld = kH * kP,
-            .mimo_x = nullptr,
+            .mimo_x = mimo_x.get(),
             .adt = adt.get() + r * kH,
             .dt = dt.get() + r * kH,
             .trap = trap.get() + r * kH,
@@ -264,13 +279,14 @@ struct Mamba3Data {
             .D = D.get()};
   }
   Mamba3ScanStates states(int64_t set) const {
-    return {st_angle.get(), st_ssm.get(), st_k.get(), st_v.get(), kH * kS, kH * kP * kN, kH * kN, kH * kP,
-            slot.get() + set * B};
+    return {st_angle.get(), st_ssm.get(), st_k.get(),     st_v.get(),        kH * kS,
+            kH * kP * kN,   R * kH * kN,  kH * kP,        slot.get() + set * B};
   }
 };
 
-double mamba3_set_bytes(int64_t B, int64_t T) {
-  return 4.0 * (double(T) * (2 * kG * kN + kH * kP + 3 * kH + kS) + double(B) * kMamba3StateFloats);
+double mamba3_set_bytes(int64_t B, int64_t T, int64_t R = 1) {
+  return 4.0 * (double(T) * double(2 * R * kG * kN + kH * kP + 3 * kH + kS) +
+                double(B) * double(mamba3_state_floats(R)));
 }
 
 Result mamba3_prefill(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, int64_t L) {
@@ -289,6 +305,24 @@ Result mamba3_prefill(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B,
   });
   r.flops = prefill_flops(T);
   r.bytes = mamba3_prefill_bytes(B, T);
+  return r;
+}
+
+// The tensor-core scan (what `--dtype bf16` runs) at rank R: SISO, or MIMO with 64 / R tokens a chunk.
+Result mamba3_prefill_bf16(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, int64_t L, int64_t R) {
+  const Mamba3ScanDims& dims = R == 1 ? kMamba3Dims : kMamba3MimoDims;
+  check(mamba3_chunk_scan_bf16_supported(dims), "Mamba-3 bf16 chunked scan: unsupported bench dims");
+  const int64_t T = B * L;
+  const Mamba3Data d(ctx, rng, B, T, rotation_sets(mamba3_set_bytes(B, T, R)), R);
+  const auto cu_dev = upload(ctx, offsets(B, L));
+  Result r{R == 1 ? "mamba3_siso_prefill_bf16" : "mamba3_mimo4_prefill_bf16", B, L};
+  r.ms = timer.median_ms(ctx, reps, 1, [&](int64_t c) {
+    const int64_t s = c % d.sets;
+    mamba3_chunk_scan_bf16_prefill(ctx, dims, d.inputs(s), cu_dev.get(), B, d.states(s), d.y.get(), R * kH * kP);
+  });
+  r.flops = prefill_flops(T, R);
+  r.bytes = mamba3_prefill_bytes(B, T, R);
+  r.peak_flops = kPeakTensorFlops;
   return r;
 }
 
@@ -356,7 +390,7 @@ nlohmann::json to_json(const Result& r) {
   } else {
     j["mtok_s"] = r.mtok_s();
   }
-  if (r.kernel == "mamba3_siso_prefill") j["note"] = kGatingNote;
+  if (r.kernel.rfind("mamba3_", 0) == 0 && !r.step) j["note"] = kGatingNote;
   return j;
 }
 
@@ -401,13 +435,16 @@ int run(int argc, char** argv) {
   };
   for (auto [B, L] : {std::pair<int64_t, int64_t>{1, 4096}, {1, 16384}, {1, 65536}, {8, 4096}})
     report(mamba3_prefill(ctx, timer, rng, reps, B, L));
+  for (int64_t R : {1, 4})
+    for (auto [B, L] : {std::pair<int64_t, int64_t>{1, 4096}, {1, 16384}, {1, 65536}, {8, 4096}})
+      report(mamba3_prefill_bf16(ctx, timer, rng, reps, B, L, R));
   for (int64_t B : {1, 16, 128}) report(mamba3_step(ctx, timer, rng, reps, B));
   for (auto [B, L] : {std::pair<int64_t, int64_t>{1, 16384}, {1, 65536}, {8, 4096}})
     report(ssd_prefill(ctx, timer, rng, reps, B, L));
 
   std::printf("\n== results (roofline: max(FLOP / %.0f TFLOP/s, bytes / %.2f TB/s))\n", kPeakFlops / 1e12,
               kPeakBytes / 1e12);
-  std::printf("%-20s %4s %6s %12s %-20s %9s %8s %12s %9s\n", "kernel", "B", "L", "time", "rate", "GFLOP", "GB",
+  std::printf("%-26s %4s %6s %12s %-20s %9s %8s %12s %9s\n", "kernel", "B", "L", "time", "rate", "GFLOP", "GB",
               "roofline", "of roof");
   for (const Result& r : results) std::printf("%s\n", table_row(r).c_str());
 

@@ -53,7 +53,8 @@ if [[ " $stages " == *" sanitize "* ]]; then
     memcheck_filter="CudaOps.*:$layer/Mamba3_Siso_f32:$layer/Mamba3_MimoRank2_f32"
     memcheck_filter+=":$layer/Mamba3_SisoOddRopeFullGroups2_bf16:$layer/Mamba2_Base_f32:$layer/Mamba1_Base_f32"
     memcheck_filter+=":$layer/Attn_GqaRotateHalfPartial_f32:$layer/GatedMlp_f32"
-    racecheck_filter="$layer/Mamba3_Siso_f32:$layer/Mamba3_MimoRank2_f32:$layer/Mamba2_Base_f32:$layer/Mamba1_Base_f32"
+    memcheck_filter+=":$layer/Mamba3_Siso130mShape_bf16:$layer/Mamba3_MimoRank2Headdim64State32_bf16"
+    racecheck_filter="$layer/Mamba3_Siso130mShape_bf16:$layer/Mamba3_MimoRank2Headdim64State32_bf16:$layer/Mamba3_Siso_f32:$layer/Mamba3_MimoRank2_f32:$layer/Mamba2_Base_f32:$layer/Mamba1_Base_f32"
     racecheck_filter+=":$layer/Attn_GqaRotateHalfPartial_f32"
     for tool in memcheck racecheck; do
       filter_var="${tool}_filter"

@@ -11,6 +11,7 @@
 #include "cuda/layers.h"
 #include "cuda/linear.h"
 #include "cuda/mamba3_chunk_scan.h"
+#include "cuda/mamba3_chunk_scan_bf16.h"
 #include "cuda/mamba3_scan.h"
 #include "cuda/weights.h"
 #include "m3/error.h"
@@ -90,6 +91,7 @@ class Mamba3Layer final : public Layer {
       : ctx_(ctx), c_(c), d_model_(d_model) {
     check_mamba3_scan_supported(ctx_, dims());
     chunked_ = mamba3_chunk_scan_fits(ctx_, dims(), c_.chunk_size);
+    bf16_scan_ = ctx_.precision == Precision::BF16 && mamba3_chunk_scan_bf16_supported(dims());
     auto vec = [&](const char* name) { return upload_f32(ctx_, p.at(name)); };
     in_proj_ = upload_matrix(ctx_, p.at("in_proj.weight"));
     out_proj_ = upload_matrix(ctx_, p.at("out_proj.weight"));
@@ -116,7 +118,9 @@ class Mamba3Layer final : public Layer {
     if (T == 0) return;  // every sequence has length 0
     prepare(x, T);
     const int64_t y_ld = c_.rank() * c_.d_inner;
-    if (chunked_)
+    if (bf16_scan_)
+      mamba3_chunk_scan_bf16_prefill(ctx_, dims(), inputs(), pk.cu_dev, pk.n_seqs(), states(s), buf_.ys, y_ld);
+    else if (chunked_)
       mamba3_chunk_scan_prefill(ctx_, dims(), inputs(), pk.cu_seqlens.data(), pk.cu_dev, pk.n_seqs(), states(s),
                                 buf_.ys, y_ld, c_.chunk_size, chunk_);
     else
@@ -206,7 +210,9 @@ class Mamba3Layer final : public Layer {
   std::shared_ptr<float> dt_bias_, B_bias_, C_bias_, B_norm_, C_norm_, D_;
   std::shared_ptr<float> mimo_x_, mimo_z_, mimo_o_, norm_;  // null when the variant has none
   Scratch<float> zx_, kn_, qn_, dt_, adt_, ys_, o_;
-  // Prefill runs the chunked scan when its shared memory fits (else the sequential one).
+  // Prefill under bf16 runs the tensor-core scan where it supports the dims; otherwise the FP32
+  // chunked scan when its shared memory fits, else the sequential one.
+  bool bf16_scan_ = false;
   bool chunked_ = false;
   Mamba3ChunkScratch chunk_;
   struct {

@@ -422,6 +422,13 @@ std::vector<Case> all_cases() {
       {"Mamba3_MimoRank2ManyHeadsNarrowStep", Kind::Mamba3, 1152,
        json{{"d_state", 32}, {"headdim", 32}, {"is_mimo", true}, {"mimo_rank", 2}, {"chunk_size", 32}}},
       {"Mamba3_Siso130mShape", Kind::Mamba3, 128, json{{"d_state", 128}, {"headdim", 64}, {"chunk_size", 64}}},
+      // Headdim 64 with d_state 64 and 32: the other shapes of the bf16 tensor-core prefill
+      // (src/cuda/mamba3_chunk_scan_bf16.cu), which the BF16 runs take.
+      {"Mamba3_SisoHeaddim64State64RopeFullGroups2OutprojNorm", Kind::Mamba3, 128,
+       json{{"d_state", 64}, {"headdim", 64}, {"ngroups", 2}, {"rope_fraction", 1.0}, {"is_outproj_norm", true},
+            {"chunk_size", 64}}},
+      {"Mamba3_MimoRank2Headdim64State32", Kind::Mamba3, 64,
+       json{{"d_state", 32}, {"headdim", 64}, {"is_mimo", true}, {"mimo_rank", 2}, {"chunk_size", 32}}},
       {"Mamba3_MimoRank4_130mShape", Kind::Mamba3, 128,
        json{{"d_state", 128}, {"headdim", 64}, {"is_mimo", true}, {"mimo_rank", 4}, {"chunk_size", 16}}},
       // Mamba-2 (spec/mamba2.md).
