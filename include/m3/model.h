@@ -48,8 +48,17 @@ class Model {
   // [cu_seqlens[i], cu_seqlens[i+1]). states[i] is sequence i's starting state and is left as its
   // state after its last token. logits: [n_tokens, vocab_padded], or [n_seqs, vocab_padded] (the
   // last token of each sequence) when last_only.
+  // A batch of more than max_tokens_per_pass() tokens runs in passes of at most that many, so
+  // activation memory stays bounded whatever the prompt length: each pass takes from every
+  // unfinished sequence, in order, up to max(1, budget / unfinished) of its next tokens (all
+  // sequences advance together), each continuing from the state the previous pass left. The
+  // result equals one pass up to float rounding; an error in a later pass leaves the states
+  // advanced by the passes before it.
   void forward(std::span<const int32_t> tokens, std::span<const int64_t> cu_seqlens,
                std::span<SequenceState* const> states, float* logits, bool last_only = false);
+  // The token budget of one forward pass (default 16384; at least 1).
+  void set_max_tokens_per_pass(int64_t n);
+  int64_t max_tokens_per_pass() const;
   // Recurrent form: one token for each sequence; logits [n, vocab_padded]. States must be
   // distinct (one token per sequence).
   void step(std::span<const int32_t> tokens, std::span<SequenceState* const> states, float* logits);

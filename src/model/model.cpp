@@ -2,6 +2,7 @@
 // and the forward / step passes over the blocks.
 #include "m3/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -104,6 +105,7 @@ struct Model::Impl {
   std::unique_ptr<ModelEnds> ends;
   std::vector<Block> blocks;
   std::shared_ptr<StatePool> pool;
+  int64_t max_tokens_per_pass = 16384;
   DeviceArray<float> residual, normed, hidden, logits;
   DeviceArray<int32_t> tokens_dev, slots_dev;
   DeviceArray<int64_t> cu_dev, pos_dev, rows_dev;
@@ -148,6 +150,14 @@ struct Model::Impl {
     }
   }
 
+  void check_tokens(std::span<const int32_t> tokens) const {
+    const int64_t V = cfg.vocab_padded();
+    for (size_t t = 0; t < tokens.size(); ++t)
+      check(tokens[t] >= 0 && tokens[t] < V, "token id " + std::to_string(tokens[t]) + " at position " +
+                                                 std::to_string(t) + " is outside the vocabulary [0, " +
+                                                 std::to_string(V) + ")");
+  }
+
   // Runs embedding, blocks and head over T packed rows; `run_layer(layer, in, out, batch)` applies
   // one layer in the parallel or recurrent form. Each block's norm adds the previous layer's output
   // into the float32 residual first (spec/model.md §2).
@@ -167,10 +177,6 @@ struct Model::Impl {
   void run(std::span<const int32_t> tokens, std::span<SequenceState* const> states, int64_t kv_needed,
            const std::vector<int64_t>& rows, float* out, bool record, RunLayer&& run_layer) {
     const int64_t T = int64_t(tokens.size()), d = cfg.d_model, V = cfg.vocab_padded(), n = int64_t(states.size());
-    for (int64_t t = 0; t < T; ++t)
-      check(tokens[size_t(t)] >= 0 && tokens[size_t(t)] < V,
-            "token id " + std::to_string(tokens[size_t(t)]) + " at position " + std::to_string(t) +
-                " is outside the vocabulary [0, " + std::to_string(V) + ")");
     pool->reserve_kv(kv_needed);
     std::vector<int32_t> slots(static_cast<size_t>(n));
     std::vector<int64_t> pos(static_cast<size_t>(n));
@@ -221,7 +227,58 @@ struct Model::Impl {
         r.seen = true;
       }
     }
-    if (!host) be->download(out, lg, n_out * sizeof(float));
+    if (!host && n_out) be->download(out, lg, n_out * sizeof(float));
+  }
+
+  // One pass of the parallel form over the packed batch pk (tokens already checked); logits of the
+  // local rows `rows` into out [rows.size(), vocab_padded].
+  void forward_pass(std::span<const int32_t> tokens, Packing& pk, std::span<SequenceState* const> states,
+                    int64_t kv_needed, const std::vector<int64_t>& rows, float* out) {
+    pk.cu_dev = cu_dev.upload(*be, pk.cu_seqlens.data(), pk.cu_seqlens.size());
+    run(tokens, states, kv_needed, rows, out, false,
+        [&](Layer& layer, const float* in, float* o, const StateBatch& s) { layer.forward(in, o, pk, s); });
+    for (int64_t i = 0; i < pk.n_seqs(); ++i) states[size_t(i)]->n_tokens += pk.len(i);
+  }
+
+  // A batch larger than the token budget, in passes windowed by position (model.h): every pass
+  // takes up to W = max(1, budget / unfinished) next tokens of each unfinished sequence in order
+  // until the budget is used. Logits go through a per-pass host array to their rows in `result`.
+  void forward_in_passes(std::span<const int32_t> tokens, const Packing& pk, std::span<SequenceState* const> states,
+                         int64_t kv_needed, float* result, bool last_only) {
+    const int64_t V = cfg.vocab_padded(), budget = max_tokens_per_pass;
+    std::vector<int64_t> done(size_t(pk.n_seqs()), 0);
+    std::vector<float> out;
+    for (;;) {
+      std::vector<int64_t> unfinished;
+      for (int64_t i = 0; i < pk.n_seqs(); ++i)
+        if (done[size_t(i)] < pk.len(i)) unfinished.push_back(i);
+      if (unfinished.empty()) break;
+      const int64_t W = std::max<int64_t>(1, budget / int64_t(unfinished.size()));
+      Packing part{{0}};
+      std::vector<int32_t> part_tokens;
+      std::vector<SequenceState*> part_states;
+      std::vector<int64_t> rows, dest;  // local rows that get logits, and their offsets in `result`
+      int64_t left = budget;
+      for (int64_t i : unfinished) {
+        if (left == 0) break;
+        const int64_t from = done[size_t(i)], w = std::min({W, pk.len(i) - from, left});
+        const int64_t local = part.n_tokens(), global = pk.start(i) + from;
+        part_tokens.insert(part_tokens.end(), tokens.begin() + global, tokens.begin() + global + w);
+        part.cu_seqlens.push_back(local + w);
+        part_states.push_back(states[size_t(i)]);
+        if (!last_only) {
+          for (int64_t t = 0; t < w; ++t) rows.push_back(local + t), dest.push_back((global + t) * V);
+        } else if (from + w == pk.len(i)) {
+          rows.push_back(local + w - 1), dest.push_back(i * V);
+        }
+        done[size_t(i)] += w;
+        left -= w;
+      }
+      out.resize(rows.size() * size_t(V));
+      forward_pass(part_tokens, part, part_states, kv_needed, rows, out.data());
+      for (size_t r = 0; r < rows.size(); ++r)
+        std::memcpy(result + dest[r], out.data() + r * size_t(V), size_t(V) * sizeof(float));
+    }
   }
 };
 
@@ -337,27 +394,38 @@ void Model::forward(std::span<const int32_t> tokens, std::span<const int64_t> cu
   Packing pk{std::vector<int64_t>(cu_seqlens.begin(), cu_seqlens.end())};
   check(int64_t(states.size()) == pk.n_seqs(), "forward needs one state per sequence");
   m.check_states(states);
+  m.check_tokens(tokens);
+  if (last_only)
+    for (int64_t i = 0; i < pk.n_seqs(); ++i)
+      check(pk.len(i) > 0, "last_only logits need every sequence to be non-empty");
+  // Every pass reserves the KV rows of the whole call: one growth of the cache, not one per pass.
   int64_t kv_needed = 0;
   for (int64_t i = 0; i < pk.n_seqs(); ++i) kv_needed = std::max(kv_needed, states[size_t(i)]->n_tokens + pk.len(i));
+  if (pk.n_tokens() > m.max_tokens_per_pass) {
+    m.forward_in_passes(tokens, pk, states, kv_needed, logits, last_only);
+    return;
+  }
   std::vector<int64_t> rows;
   if (last_only) {
-    for (int64_t i = 0; i < pk.n_seqs(); ++i) {
-      check(pk.len(i) > 0, "last_only logits need every sequence to be non-empty");
-      rows.push_back(pk.start(i) + pk.len(i) - 1);
-    }
+    for (int64_t i = 0; i < pk.n_seqs(); ++i) rows.push_back(pk.start(i) + pk.len(i) - 1);
   } else {
     for (int64_t t = 0; t < pk.n_tokens(); ++t) rows.push_back(t);
   }
-  pk.cu_dev = m.cu_dev.upload(*m.be, pk.cu_seqlens.data(), pk.cu_seqlens.size());
-  m.run(tokens, states, kv_needed, rows, logits, false,
-        [&](Layer& layer, const float* in, float* out, const StateBatch& s) { layer.forward(in, out, pk, s); });
-  for (int64_t i = 0; i < pk.n_seqs(); ++i) states[size_t(i)]->n_tokens += pk.len(i);
+  m.forward_pass(tokens, pk, states, kv_needed, rows, logits);
 }
+
+void Model::set_max_tokens_per_pass(int64_t n) {
+  check(n >= 1, "the token budget of a forward pass must be at least 1 (got " + std::to_string(n) + ")");
+  impl_->max_tokens_per_pass = n;
+}
+
+int64_t Model::max_tokens_per_pass() const { return impl_->max_tokens_per_pass; }
 
 void Model::step(std::span<const int32_t> tokens, std::span<SequenceState* const> states, float* logits) {
   Impl& m = *impl_;
   check(tokens.size() == states.size(), "step needs one token per state");
   m.check_states(states);
+  m.check_tokens(tokens);
   const int64_t n = int64_t(tokens.size());
   int64_t kv_needed = 0;
   for (auto* s : states) kv_needed = std::max(kv_needed, s->n_tokens + 1);

@@ -56,9 +56,27 @@ const std::vector<std::pair<std::string, json>>& presets() {
     json m1_tiny = {{"d_model", 128}, {"n_layer", 4}, {"vocab_size", 256}, {"d_intermediate", 0},
                     {"ssm_cfg", {{"layer", "Mamba1"}, {"d_state", 16}, {"d_conv", 4}, {"expand", 2}}},
                     {"tie_embeddings", true}};
+    // The reference's 1.36 B whole-model benchmark shape (issue 10): mamba3-130m widened to
+    // d_model 2048 and 48 layers; with MIMO rank 4; and with attention at every twelfth layer
+    // (16 heads of 128, rotary over 64 dims).
+    json m3_1b4 = m3_130m;
+    m3_1b4["d_model"] = 2048;
+    m3_1b4["n_layer"] = 48;
+    json mimo_1b4 = m3_1b4;
+    mimo_1b4["ssm_cfg"] = mimo["ssm_cfg"];
+    json hybrid_1b4 = m3_1b4;
+    hybrid_1b4["attn_layer_idx"] = {11, 23, 35, 47};
+    hybrid_1b4["attn_cfg"] = {{"num_heads", 16}, {"head_dim", 128}, {"causal", true}, {"rotary_emb_dim", 64},
+                              {"qkv_proj_bias", false}, {"out_proj_bias", false}};
+    // The shape of the public mamba2-1.3b: 48 Mamba-2 layers of d_model 2048 (64 heads of 64).
+    json m2_1b3 = m2_130m;
+    m2_1b3["d_model"] = 2048;
+    m2_1b3["n_layer"] = 48;
     return std::vector<std::pair<std::string, json>>{
         {"mamba3-130m", m3_130m}, {"mamba3-130m-hybrid", hybrid}, {"mamba3-mimo-130m", mimo}, {"mamba3-tiny", tiny},
-        {"mamba3-mimo-tiny-hybrid", mimo_tiny}, {"mamba1-130m", m1_130m}, {"mamba1-tiny", m1_tiny}, {"mamba2-130m", m2_130m}, {"mamba2-tiny-hybrid", m2_tiny}};
+        {"mamba3-mimo-tiny-hybrid", mimo_tiny}, {"mamba1-130m", m1_130m}, {"mamba1-tiny", m1_tiny}, {"mamba2-130m", m2_130m}, {"mamba2-tiny-hybrid", m2_tiny},
+        {"mamba3-1.4b", m3_1b4}, {"mamba3-mimo-1.4b", mimo_1b4}, {"mamba3-1.4b-hybrid", hybrid_1b4},
+        {"mamba2-1.3b", m2_1b3}};
   }();
   return p;
 }

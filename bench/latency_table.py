@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""The whole-model latency table of issue 10 from `m3 bench --json` files (bench/latency_table.sh).
+
+Prints markdown: every run's figures, then the latency of prefill + decode of n tokens per model
+and batch next to the seeds' H100 rows; writes latency.png (matplotlib, when importable) to --out.
+The latency is prefill_s(n) + n x decode_ms_per_step / 1000: the decode of n tokens is
+extrapolated from the mean step the run measured over its decode_tokens steps.
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+NS = [512, 1024, 4096, 16384]
+# The seeds' table: H100-SXM, 1.5 B models, prefill + decode of n tokens, seconds.
+SEEDS = {
+    "Mamba-3 SISO (seeds, H100)": [4.39, 8.78, 35.11, 140.61],
+    "Mamba-2 (seeds, H100)": [4.66, 9.32, 37.22, 149.02],
+    "Mamba-3 MIMO (seeds, H100)": [4.74, 9.48, 37.85, 151.81],
+    "Llama-3.2-1B vLLM (seeds, H100)": [4.45, 9.60, 58.64, 976.50],
+}
+
+
+def name_of(r):
+    return r.get("preset") or os.path.basename(r["model"].rstrip("/"))
+
+
+def latency_s(r, n):
+    return r["prefill_s"] + n * r["decode_ms_per_step"] / 1000.0
+
+
+def load(json_dir):
+    runs = []
+    for path in sorted(glob.glob(os.path.join(json_dir, "*.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        missing = [k for k in ("model", "batch", "prompt_len", "prefill_s", "decode_ms_per_step") if k not in r]
+        if missing:
+            sys.exit(f"latency_table.py: {path} lacks {', '.join(missing)}")
+        runs.append(r)
+    if not runs:
+        sys.exit(f"latency_table.py: no *.json in {json_dir}")
+    runs.sort(key=lambda r: (name_of(r), r["batch"], r["prompt_len"]))
+    return runs
+
+
+def print_tables(runs):
+    devices = sorted({r.get("device", "?") for r in runs})
+    print(f"Device: {'; '.join(devices)}\n")
+    print("| model | batch | n | prefill s | prefill tok/s | decode ms/step | decode tok/s | state/seq MB "
+          "| prefill + decode of n tokens, s (extrapolated) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        n = r["prompt_len"]
+        print(f"| {name_of(r)} | {r['batch']} | {n} | {r['prefill_s']:.3f} | {r.get('prefill_tok_s', 0):,.0f} "
+              f"| {r['decode_ms_per_step']:.3f} | {r.get('decode_tok_s', 0):,.0f} "
+              f"| {r.get('state_bytes_per_sequence', 0) / 1e6:.1f} | {latency_s(r, n):.2f} |")
+    print("\nPrefill + decode of n tokens, seconds (ours: prefill measured at n, decode of n tokens "
+          f"extrapolated from the mean of {sorted({r.get('decode_tokens', 0) for r in runs})} measured steps):\n")
+    print("| model | " + " | ".join(f"n = {n}" for n in NS) + " |")
+    print("|---|" + "---|" * len(NS))
+    for label, by_n in series(runs):
+        print(f"| {label} | " + " | ".join(f"{by_n[n]:.2f}" if n in by_n else "–" for n in NS) + " |")
+    for label, v in SEEDS.items():
+        print(f"| {label} | " + " | ".join(f"{x:.2f}" for x in v) + " |")
+
+
+def series(runs):
+    """(label, {n: latency}) for each model and batch, at the seeds' n."""
+    out = {}
+    for r in runs:
+        if r["prompt_len"] in NS:
+            out.setdefault(f"{name_of(r)}, batch {r['batch']}", {})[r["prompt_len"]] = latency_s(r, r["prompt_len"])
+    return sorted(out.items())
+
+
+def plot(runs, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"\nmatplotlib is not importable: no plot written ({path})")
+        return
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for label, by_n in series(runs):
+        ns = sorted(by_n)
+        ax.plot(ns, [by_n[n] for n in ns], marker="o", label=label + " (ours)")
+    for label, v in SEEDS.items():
+        ax.plot(NS, v, linestyle="--", marker="x", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(NS)
+    ax.set_xticklabels([str(n) for n in NS])
+    ax.set_xlabel("n (prompt tokens, then n decoded tokens)")
+    ax.set_ylabel("prefill + decode of n tokens, s")
+    devices = "; ".join(sorted({r.get("device", "?") for r in runs}))
+    ax.set_title(f"Prefill + decode latency (ours: decode extrapolated from measured steps)\n{devices}", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"\nplot: {path}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("json_dir", help="folder of m3 bench --json files")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for latency.png (default $OUT or .)")
+    a = ap.parse_args()
+    runs = load(a.json_dir)
+    print_tables(runs)
+    os.makedirs(a.out, exist_ok=True)
+    plot(runs, os.path.join(a.out, "latency.png"))
+
+
+if __name__ == "__main__":
+    main()
