@@ -1,5 +1,6 @@
 #include "io/torch_checkpoint.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <set>
@@ -266,7 +267,7 @@ class Unpickler {
   Ref dict_at(size_t at) { return top(at, Value::Dict, "dict"); }
   void memo(uint64_t k, size_t at) {
     check(!stack_.empty(), at_(at) + "memo of an empty stack");
-    check(k <= memo_.size() + (1u << 20), at_(at) + "memo index " + std::to_string(k) + " out of range");
+    check(k < (1u << 22), at_(at) + "memo index " + std::to_string(k) + " out of range");
     if (k >= memo_.size()) memo_.resize(k + 1);
     memo_[k] = stack_.back();
   }
@@ -346,17 +347,20 @@ class Unpickler {
     const Shape shape = ints(a[2], at, at_(at), "the tensor's size");
     const std::vector<int64_t> stride = ints(a[3], at, at_(at), "the tensor's stride");
     check(shape.size() == stride.size(), at_(at) + "size and stride differ in length");
-    const int64_t n = shape_numel(shape);
     int64_t last = a[1]->i, expect = 1;
     bool contiguous = true;
     for (size_t k = shape.size(); k-- > 0;) {
       check(shape[k] < (int64_t(1) << 40) && stride[k] < (int64_t(1) << 40), at_(at) + "size or stride too large");
       if (shape[k] > 1 && stride[k] != expect) contiguous = false;
+      check(shape[k] == 0 || expect <= (int64_t(1) << 62) / shape[k], at_(at) + "the tensor's size overflows");
       expect *= shape[k];
       if (shape[k] > 0) last += (shape[k] - 1) * stride[k];
     }
-    check(n == 0 || last < st.numel(), at_(at) + "the tensor reaches element " + std::to_string(last) +
-                                           " of a storage of " + std::to_string(st.numel()));
+    const int64_t n = expect;
+    // Views never hold more elements than their storage (a stride-0 view could, and is refused).
+    check(n == 0 || (last < st.numel() && n <= st.numel()),
+          at_(at) + "the tensor reaches element " + std::to_string(std::max(last, n - 1)) + " of a storage of " +
+              std::to_string(st.numel()));
     const size_t es = dtype_size(st.dtype);
     Ref r = make(Value::TensorV);
     if (contiguous) {
