@@ -4,6 +4,7 @@
 // translation's errors.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -11,6 +12,7 @@
 #include "golden_model.h"
 #include "io/hf_config.h"
 #include "m3/model.h"
+#include "temp_dir.h"
 #include "testing.h"
 
 namespace m3 {
@@ -88,6 +90,21 @@ TEST(HfHybridConfig, LayersAndOptionsAsTransformersDefinesThem) {
   EXPECT_EQ(in[0].end, 128);
   EXPECT_DOUBLE_EQ(in[4].scale, 1.3 * 0.95);
   EXPECT_DOUBLE_EQ(f.pieces.at("backbone.layers.2.mixer.attn.in_proj.weight")[1].scale, 0.8 * 0.9);
+}
+
+// logits_scaling divides the logits (folded into lm_head): the golden checkpoint with 4 gives the
+// reference's logits / 4.
+TEST(HfHybridConfig, GraniteLogitsScalingDividesTheLogits) {
+  test::TempDir tmp;
+  nlohmann::json j = golden_config("hf_granitemoehybrid");
+  j["logits_scaling"] = 4.0;
+  std::ofstream(tmp.file("config.json")) << j.dump();
+  std::filesystem::copy_file(test::golden("hf_granitemoehybrid/model.safetensors"), tmp.file("model.safetensors"));
+  GoldenRun g = test::load_golden("hf_granitemoehybrid");
+  g.model = Model::load(tmp.path());
+  std::vector<double> want = g.ref;
+  for (double& v : want) v /= 4;
+  EXPECT_LT(rel_err(test::packed_logits(g), want), 1e-4);
 }
 
 TEST(HfHybridConfig, ErrorsNameTheFieldAndTheSupportedTypes) {
