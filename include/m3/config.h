@@ -68,7 +68,37 @@ struct AttnConfig {
   bool operator==(const AttnConfig&) const = default;
 };
 
-enum class MixerKind { Mamba1, Mamba2, Mamba3, Attention };
+// Feed-forward layers of the Hugging Face hybrids (transformers' NemotronHMLP): an MLP standing alone as a
+// layer, up_proj → relu² → down_proj (NemotronH's "mlp" blocks).
+struct MlpConfig {
+  int64_t hidden = 0;
+  bool bias = false;
+  bool operator==(const MlpConfig&) const = default;
+};
+
+// Top-k mixture of experts plus shared experts (transformers' GraniteMoeHybridMoE and
+// NemotronHMoE). The two families differ in
+// routing, expert shape and tensor layout:
+// - Granite (GraniteMoeHybrid): softmax over the top-k router logits; experts silu(gate) ⊙ up → down
+//   stacked in input_linear [E, 2·I, d] (gate rows first) and output_linear [E, d, I]; a shared
+//   MLP of the same shape, shared_mlp.input_linear [2·S, d] and output_linear [d, S].
+// - NemotronH (DeepSeek-V3's router): sigmoid scores, choice by score + e_score_correction_bias
+//   within the best topk_group of n_group groups, weights the chosen sigmoid scores (renormalised
+//   when norm_topk_prob) times routed_scaling_factor; experts up → relu² → down, one tensor each
+//   (experts.{e}.up_proj.weight); shared experts of the same shape (shared_experts.*).
+struct MoeConfig {
+  enum class Family { Granite, NemotronH };
+  Family family = Family::Granite;
+  int64_t n_experts = 0, top_k = 0, expert_hidden = 0, shared_hidden = 0;
+  int64_t n_group = 1, topk_group = 1;
+  bool norm_topk_prob = true;
+  double routed_scaling_factor = 1;
+  bool operator==(const MoeConfig&) const = default;
+};
+
+// AttentionMamba2: FalconH1's parallel hybrid, attention (attn) and Mamba-2 (ssm, the model's
+// Mamba2Config) on the same normed input, their outputs summed (transformers' FalconH1DecoderLayer).
+enum class MixerKind { Mamba1, Mamba2, Mamba3, Attention, Mlp, Moe, AttentionMamba2 };
 const char* mixer_kind_name(MixerKind k);
 
 struct ModelConfig {
@@ -80,11 +110,22 @@ struct ModelConfig {
   std::variant<Mamba1Config, Mamba2Config, Mamba3Config> ssm;
   std::vector<int64_t> attn_layer_idx;
   AttnConfig attn;
+  // Hugging Face hybrids (as transformers defines them), which the reference format cannot express:
+  // each layer's kind (empty: ssm_kind, with attention at attn_layer_idx); what ends every block
+  // after its second norm instead of the d_intermediate GatedMLP: a GatedMLP of exactly
+  // gated_mlp_hidden, or the MoE `moe` (block_moe); the configs of Mlp and Moe layers.
+  std::vector<MixerKind> layer_kinds;
+  int64_t gated_mlp_hidden = 0;
+  bool block_moe = false;
+  MlpConfig mlp;
+  MoeConfig moe;
 
   int64_t vocab_padded() const {
     return (vocab_size + pad_vocab_size_multiple - 1) / pad_vocab_size_multiple * pad_vocab_size_multiple;
   }
-  int64_t mlp_hidden() const { return (d_intermediate + 127) / 128 * 128; }
+  int64_t mlp_hidden() const { return gated_mlp_hidden > 0 ? gated_mlp_hidden : (d_intermediate + 127) / 128 * 128; }
+  // Whether each block ends with a second norm and a GatedMLP or MoE.
+  bool has_block_ffn() const { return d_intermediate > 0 || gated_mlp_hidden > 0 || block_moe; }
   MixerKind layer_kind(int64_t i) const;
   // Every field, given and derived (what the config round trip must preserve).
   bool operator==(const ModelConfig&) const = default;

@@ -46,7 +46,9 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 void write_file_atomic(const std::string& path, const std::string& text);
 
 // A checkpoint directory's tensors: `model.safetensors`, or the shards named by
-// `model.safetensors.index.json`. Lookups say which file a tensor came from in errors.
+// `model.safetensors.index.json`, or (in that order of preference) PyTorch's `pytorch_model.bin` or
+// the shards named by `pytorch_model.bin.index.json` (io/torch_checkpoint.h). Lookups say which file
+// a tensor came from in errors.
 class CheckpointTensors {
  public:
   static CheckpointTensors open_dir(const std::string& dir);
@@ -56,7 +58,11 @@ class CheckpointTensors {
   std::vector<std::string> names() const;
 
  private:
-  std::vector<SafetensorsFile> files_;
+  struct File {
+    std::string path;
+    std::map<std::string, Tensor> tensors;  // views that keep their file mapped
+  };
+  std::vector<File> files_;
   std::map<std::string, size_t> where_;
 };
 

@@ -133,6 +133,15 @@ class CpuBackend final : public Backend {
   std::unique_ptr<Layer> make_gated_mlp(int64_t d, int64_t hidden, ParamMap p) override {
     return cpu::make_gated_mlp(d, hidden, std::move(p));
   }
+  std::unique_ptr<Layer> make_mlp(const MlpConfig& c, int64_t d, ParamMap p) override {
+    return cpu::make_mlp(c, d, std::move(p));
+  }
+  std::unique_ptr<Layer> make_moe(const MoeConfig& c, int64_t d, ParamMap p) override {
+    return cpu::make_moe(c, d, std::move(p));
+  }
+  std::unique_ptr<Layer> make_parallel(std::vector<std::unique_ptr<Layer>> parts, int64_t d) override {
+    return cpu::make_parallel(std::move(parts), d);
+  }
   std::unique_ptr<BlockNorm> make_norm(int64_t d, bool rms, float eps, ParamMap p) override {
     return std::make_unique<CpuBlockNorm>(d, rms, eps, std::move(p));
   }

@@ -18,6 +18,9 @@ const char* mixer_kind_name(MixerKind k) {
     case MixerKind::Mamba2: return "Mamba2";
     case MixerKind::Mamba3: return "Mamba3";
     case MixerKind::Attention: return "MHA";
+    case MixerKind::Mlp: return "MLP";
+    case MixerKind::Moe: return "MoE";
+    case MixerKind::AttentionMamba2: return "MHA+Mamba2";
   }
   return "?";
 }
@@ -276,6 +279,7 @@ AttnConfig parse_attn(const json& j, int64_t d_model, const std::string& w, bool
 }  // namespace
 
 MixerKind ModelConfig::layer_kind(int64_t i) const {
+  if (!layer_kinds.empty()) return layer_kinds[size_t(i)];
   for (int64_t a : attn_layer_idx)
     if (a == i) return MixerKind::Attention;
   return ssm_kind;
@@ -340,6 +344,9 @@ ModelConfig load_model_config(const std::string& path) {
 }
 
 json model_config_to_json(const ModelConfig& c) {
+  check(c.layer_kinds.empty() && !c.block_moe && c.gated_mlp_hidden == 0,
+        "this model's layers (a Hugging Face hybrid's: MLP or MoE layers, parallel attention and Mamba-2, an MLP "
+        "width not rounded to 128) have no reference-format config");
   json j;
   j["d_model"] = c.d_model;
   j["d_intermediate"] = c.d_intermediate;

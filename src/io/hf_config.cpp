@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "io/files.h"
+#include "io/hf_hybrids.h"
 #include "m3/error.h"
 
 namespace m3 {
@@ -159,109 +160,42 @@ CheckpointLayout translate(const HfFamily& fam, const json& j, const std::string
   return l;
 }
 
-// ---- Known families this engine does not run: what in each config needs what it lacks ----
-
-double number_or(const json& j, const char* key, double fallback) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<double>() : fallback;
-}
-std::string string_or(const json& j, const char* key, const std::string& fallback) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
-}
-
-// The multipliers among `keys` (numbers or arrays of numbers) that are not 1, as "name value".
-std::vector<std::string> non_unit(const json& j, std::initializer_list<const char*> keys) {
-  std::vector<std::string> r;
-  for (const char* k : keys) {
-    auto it = j.find(k);
-    if (it == j.end()) continue;
-    bool unit = true;
-    for (const json& v : it->is_array() ? *it : json::array({*it})) unit = unit && (!v.is_number() || v == 1.0);
-    if (!unit) r.push_back(std::string(k) + " " + it->dump());
-  }
-  return r;
-}
-
-std::string join(const std::vector<std::string>& parts, const std::string& sep) {
-  std::string r;
-  for (const auto& p : parts) r += (r.empty() ? "" : sep) + p;
-  return r;
-}
-
-std::string experts(const json& j, const char* n_key, const char* shared) {
-  return std::to_string(int64_t(number_or(j, n_key, 0))) + " routed experts, top-" +
-         std::to_string(int64_t(number_or(j, "num_experts_per_tok", 0))) + ", plus " + shared;
-}
-
-std::vector<std::string> nemotron_h_needs(const json& j) {
-  // Block kinds come as layers_block_type, or in older configs as hybrid_override_pattern
-  // (M Mamba-2, * attention, - MLP, E MoE).
-  std::set<std::string> kinds;
-  if (auto t = j.find("layers_block_type"); t != j.end() && t->is_array())
-    for (const json& b : *t) kinds.insert(b.is_string() ? b.get<std::string>() : b.dump());
-  if (auto p = j.find("hybrid_override_pattern"); p != j.end() && p->is_string())
-    for (char ch : p->get<std::string>()) {
-      if (ch == '-') kinds.insert("mlp");
-      if (ch == 'E') kinds.insert("moe");
-    }
-  std::vector<std::string> r;
-  if (kinds.count("moe"))
-    r.push_back("mixture-of-experts (MoE) blocks (" + experts(j, "n_routed_experts", "shared experts") +
-                ", sigmoid routing)");
-  if (kinds.count("mlp"))
-    r.push_back("MLP blocks standing alone as layers (activation " + string_or(j, "mlp_hidden_act", "?") + ")");
-  r.push_back("NemotronH's layout of one mixer, MLP or MoE per block");
-  return r;
-}
-
-std::vector<std::string> falcon_h1_needs(const json& j) {
-  std::vector<std::string> r = {"parallel hybrid layers (attention and Mamba-2 side by side in every layer)"};
-  const auto mup = non_unit(j, {"embedding_multiplier", "lm_head_multiplier", "attention_in_multiplier",
-                                "attention_out_multiplier", "key_multiplier", "ssm_in_multiplier",
-                                "ssm_out_multiplier", "mlp_multipliers", "ssm_multipliers"});
-  if (!mup.empty()) r.push_back("muP multipliers (" + join(mup, ", ") + ")");
-  return r;
-}
-
-std::vector<std::string> granitemoehybrid_needs(const json& j) {
-  std::vector<std::string> r;
-  if (number_or(j, "num_local_experts", 0) > 0)
-    r.push_back("mixture-of-experts (MoE) MLPs in every layer (" + experts(j, "num_local_experts", "a shared MLP") +
-                ")");
-  // (attention_multiplier is the softmax scale itself, which the reference's attention can express.)
-  const auto mult = non_unit(j, {"embedding_multiplier", "residual_multiplier", "logits_scaling"});
-  if (!mult.empty()) r.push_back("Granite's scaling multipliers (" + join(mult, ", ") + ")");
-  r.push_back("a translation of GraniteMoeHybrid's layers (model.layers.*: mamba or self_attn, shared_mlp)");
-  return r;
-}
-
-const std::map<std::string, std::vector<std::string> (*)(const json&)> kUnsupported = {
-    {"nemotron_h", nemotron_h_needs}, {"falcon_h1", falcon_h1_needs}, {"granitemoehybrid", granitemoehybrid_needs}};
+// The hybrid families (io/hf_hybrids.h), translated by their own functions.
+const std::map<std::string, CheckpointLayout (*)(const json&, const std::string&)> kHybrids = {
+    {"granitemoehybrid", translate_granitemoehybrid},
+    {"nemotron_h", translate_nemotron_h},
+    {"falcon_h1", translate_falcon_h1}};
 
 std::string supported_types() {
   std::string r;
   for (const HfFamily& f : kFamilies) r += std::string(r.empty() ? "" : ", ") + "\"" + f.model_type + "\"";
+  for (const auto& [type, fn] : kHybrids) r += ", \"" + type + "\"";
   return "supported: " + r + "; or a reference-format config";
 }
 
 }  // namespace
 
-const std::string& CheckpointLayout::file_name(const std::string& name) const {
-  auto it = renames.find(name);
-  return it == renames.end() ? name : it->second;
+std::string CheckpointLayout::file_name(const std::string& name) const {
+  if (auto it = renames.find(name); it != renames.end()) return it->second;
+  const std::pair<const std::string, std::string>* best = nullptr;
+  for (const auto& r : prefix_renames)
+    if (name.starts_with(r.first) && (!best || r.first.size() > best->first.size())) best = &r;
+  return best ? best->second + name.substr(best->first.size()) : name;
+}
+
+std::vector<TensorPiece> CheckpointLayout::sources(const std::string& name) const {
+  if (auto it = pieces.find(name); it != pieces.end()) return it->second;
+  return {TensorPiece{file_name(name)}};
 }
 
 CheckpointLayout parse_checkpoint_layout(const json& j, const std::string& source) {
   check(j.is_object(), source + ": expected a JSON object");
   auto type = j.find("model_type");
-  if (type == j.end()) return {parse_model_config(j, source), {}};
+  if (type == j.end()) return {parse_model_config(j, source), {}, {}, {}};
   for (const HfFamily& f : kFamilies)
     if (*type == f.model_type) return translate(f, j, source);
   if (type->is_string())
-    if (auto u = kUnsupported.find(type->get<std::string>()); u != kUnsupported.end())
-      throw Error(source + ": Hugging Face model_type " + type->dump() + " is not supported: it needs " +
-                  join(u->second(j), "; ") + ", which this engine does not implement (" + supported_types() + ")");
+    if (auto h = kHybrids.find(type->get<std::string>()); h != kHybrids.end()) return h->second(j, source);
   throw Error(source + ": Hugging Face model_type " + type->dump() + " is not supported (" + supported_types() + ")");
 }
 

@@ -2,11 +2,13 @@
 // transformers (a config.json with "model_type"), whose config is translated to a ModelConfig and
 // whose tensor names are mapped onto the reference layout's. Supported Hugging Face types:
 // "mamba" (MambaForCausalLM) and "falcon_mamba" (FalconMambaForCausalLM, spec/mamba1.md §5),
-// "mamba2" (Mamba2ForCausalLM, spec/mamba2.md §5). Known hybrid families this engine does not
-// implement ("nemotron_h", "falcon_h1", "granitemoehybrid") are refused naming what they need.
+// "mamba2" (Mamba2ForCausalLM, spec/mamba2.md §5), and the hybrids "granitemoehybrid",
+// "nemotron_h", "falcon_h1" (io/hf_hybrids.h). Any other model_type is refused with
+// the list of supported ones.
 #pragma once
 #include <map>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -14,11 +16,26 @@
 
 namespace m3 {
 
+// Rows [begin, end) of the first axis of a checkpoint tensor (end −1: through the last row),
+// multiplied by scale: how the hybrids' fused projections and folded multipliers are read.
+struct TensorPiece {
+  std::string file;
+  int64_t begin = 0, end = -1;
+  double scale = 1;
+  bool whole() const { return begin == 0 && end < 0 && scale == 1; }
+};
+
 struct CheckpointLayout {
   ModelConfig config;
-  // Reference-layout tensor name → the checkpoint's, where they differ.
+  // Reference-layout tensor name → the checkpoint's, where they differ: exact names first, then
+  // the longest matching name prefix.
   std::map<std::string, std::string> renames;
-  const std::string& file_name(const std::string& name) const;
+  std::map<std::string, std::string> prefix_renames;
+  // Parameters read as pieces concatenated along their first axis (Hugging Face q/k/v → in_proj;
+  // up and gate → fc1; muP and Granite multipliers folded into the weights that follow them).
+  std::map<std::string, std::vector<TensorPiece>> pieces;
+  std::string file_name(const std::string& name) const;
+  std::vector<TensorPiece> sources(const std::string& name) const;
 };
 
 // The config object of a checkpoint in either layout; `source` names it in errors.

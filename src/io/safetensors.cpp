@@ -14,6 +14,7 @@
 #include <set>
 
 #include "io/files.h"
+#include "io/torch_checkpoint.h"
 #include "m3/error.h"
 
 namespace m3 {
@@ -34,26 +35,11 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   f.path_ = path;
   auto fail = [&](const std::string& msg) -> Error { return Error(path + ": " + msg); };
 
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw fail("cannot open: " + errno_str());
-  struct stat st{};
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw fail("cannot stat: " + errno_str());
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw fail("not a regular file");
-  }
-  uint64_t size = uint64_t(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    throw fail("truncated: " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
-  }
-  void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (p == MAP_FAILED) throw fail("cannot map: " + errno_str());
-  f.map_ = std::shared_ptr<void>(p, [size](void* q) { munmap(q, size); });
+  const MappedFile mf = map_file(path);
+  const uint64_t size = mf.size;
+  if (size < 8) throw fail("truncated: " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+  f.map_ = mf.owner;
+  const void* p = mf.data;
   const char* base = static_cast<const char*>(p);
 
   uint64_t hlen = 0;
@@ -230,35 +216,57 @@ void write_file_atomic(const std::string& path, const std::string& text) {
   write_atomic(path, [&](auto&& write_all) { write_all(text.data(), text.size()); });
 }
 
+namespace {
+
+// The shard files an index names (weight_map values), each once, in order of first mention.
+std::vector<std::string> shards(const std::filesystem::path& dir, const std::filesystem::path& index) {
+  const nlohmann::json j = read_json_file(index.string());
+  check(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
+        index.string() + ": missing object 'weight_map'");
+  std::vector<std::string> files;
+  for (auto& [name, file] : j["weight_map"].items()) {
+    check(file.is_string(), index.string() + ": weight_map['" + name + "'] is not a string");
+    std::string f = file.get<std::string>();
+    check(f.find('/') == std::string::npos && f.find("..") == std::string::npos,
+          index.string() + ": shard name '" + f + "' must be a plain file name");
+    if (std::find(files.begin(), files.end(), (dir / f).string()) == files.end()) files.push_back((dir / f).string());
+  }
+  return files;
+}
+
+}  // namespace
+
 CheckpointTensors CheckpointTensors::open_dir(const std::string& dir) {
   namespace fs = std::filesystem;
   CheckpointTensors c;
-  fs::path single = fs::path(dir) / "model.safetensors";
-  fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  const fs::path d(dir);
   std::vector<std::string> files;
-  std::error_code ec;  // an unreadable directory reads as "neither file", reported below
-  if (fs::exists(single, ec)) {
-    files.push_back(single.string());
-  } else if (fs::exists(index, ec)) {
-    const nlohmann::json j = read_json_file(index.string());
-    check(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
-          index.string() + ": missing object 'weight_map'");
-    for (auto& [name, file] : j["weight_map"].items()) {
-      check(file.is_string(), index.string() + ": weight_map['" + name + "'] is not a string");
-      std::string f = file.get<std::string>();
-      check(f.find('/') == std::string::npos && f.find("..") == std::string::npos,
-            index.string() + ": shard name '" + f + "' must be a plain file name");
-      if (std::find(files.begin(), files.end(), (fs::path(dir) / f).string()) == files.end())
-        files.push_back((fs::path(dir) / f).string());
-    }
+  bool torch = false;
+  std::error_code ec;  // an unreadable directory reads as "no such file", reported below
+  if (fs::exists(d / "model.safetensors", ec)) {
+    files.push_back((d / "model.safetensors").string());
+  } else if (fs::exists(d / "model.safetensors.index.json", ec)) {
+    files = shards(d, d / "model.safetensors.index.json");
+  } else if (fs::exists(d / "pytorch_model.bin", ec)) {
+    files.push_back((d / "pytorch_model.bin").string()), torch = true;
+  } else if (fs::exists(d / "pytorch_model.bin.index.json", ec)) {
+    files = shards(d, d / "pytorch_model.bin.index.json"), torch = true;
   } else {
-    throw Error(dir + ": no model.safetensors or model.safetensors.index.json");
+    throw Error(dir + ": no model.safetensors, model.safetensors.index.json, pytorch_model.bin or "
+                      "pytorch_model.bin.index.json");
   }
   for (const auto& f : files) {
-    c.files_.push_back(SafetensorsFile::open(f));
-    for (const auto& n : c.files_.back().names()) {
+    File file{f, {}};
+    if (torch) {
+      for (auto& [n, t] : read_torch_checkpoint(f)) file.tensors.emplace(n, t);
+    } else {
+      const SafetensorsFile st = SafetensorsFile::open(f);
+      for (const auto& n : st.names()) file.tensors.emplace(n, st.get(n));
+    }
+    c.files_.push_back(std::move(file));
+    for (const auto& [n, t] : c.files_.back().tensors) {
       auto [it, fresh] = c.where_.emplace(n, c.files_.size() - 1);
-      if (!fresh) throw Error(f + ": tensor '" + n + "' also appears in " + c.files_[it->second].path());
+      if (!fresh) throw Error(f + ": tensor '" + n + "' also appears in " + c.files_[it->second].path);
     }
   }
   return c;
@@ -270,16 +278,16 @@ Tensor CheckpointTensors::get(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end()) {
     std::string files;
-    for (const auto& f : files_) files += (files.empty() ? "" : ", ") + f.path();
+    for (const auto& f : files_) files += (files.empty() ? "" : ", ") + f.path;
     throw Error(files + ": missing tensor '" + name + "'");
   }
-  return files_[it->second].get(name);
+  return files_[it->second].tensors.at(name);
 }
 
 const std::string& CheckpointTensors::file_of(const std::string& name) const {
   auto it = where_.find(name);
   check(it != where_.end(), "missing tensor '" + name + "'");
-  return files_[it->second].path();
+  return files_[it->second].path;
 }
 
 std::vector<std::string> CheckpointTensors::names() const {

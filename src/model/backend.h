@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "m3/config.h"
 #include "m3/device.h"
@@ -88,6 +89,11 @@ class Backend {
   virtual std::unique_ptr<Layer> make_mamba1(const Mamba1Config& c, int64_t d_model, ParamMap p) = 0;
   virtual std::unique_ptr<Layer> make_attention(const AttnConfig& c, int64_t d_model, ParamMap p) = 0;
   virtual std::unique_ptr<Layer> make_gated_mlp(int64_t d_model, int64_t hidden, ParamMap p) = 0;
+  // The Hugging Face hybrids' layers (as transformers defines them): relu² MLP, mixture of experts, and layers
+  // side by side on one input with their outputs summed (state: theirs, concatenated in order).
+  virtual std::unique_ptr<Layer> make_mlp(const MlpConfig& c, int64_t d_model, ParamMap p) = 0;
+  virtual std::unique_ptr<Layer> make_moe(const MoeConfig& c, int64_t d_model, ParamMap p) = 0;
+  virtual std::unique_ptr<Layer> make_parallel(std::vector<std::unique_ptr<Layer>> parts, int64_t d_model) = 0;
   // p: "weight" (and "bias" for LayerNorm, rms_norm false).
   virtual std::unique_ptr<BlockNorm> make_norm(int64_t d_model, bool rms_norm, float eps, ParamMap p) = 0;
   // embedding [vocab_padded, d_model]; norm_f as for make_norm; lm_head [vocab_padded, d_model]

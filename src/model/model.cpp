@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <set>
 #include <span>
 
@@ -33,14 +34,34 @@ std::vector<ParamSpec> norm_specs(const ModelConfig& c) {
   return s;
 }
 
+// Part specs under a name prefix (the parts of a parallel layer).
+std::vector<ParamSpec> prefixed(const std::string& prefix, std::vector<ParamSpec> specs) {
+  for (auto& s : specs) s.name = prefix + s.name;
+  return specs;
+}
+
 std::vector<ParamSpec> mixer_specs(const ModelConfig& c, int64_t i) {
   switch (c.layer_kind(i)) {
     case MixerKind::Mamba3: return mamba3_param_specs(std::get<Mamba3Config>(c.ssm), c.d_model, c.n_layer);
     case MixerKind::Attention: return attention_param_specs(c.attn, c.d_model, c.n_layer);
     case MixerKind::Mamba1: return mamba1_param_specs(std::get<Mamba1Config>(c.ssm), c.d_model, c.n_layer);
     case MixerKind::Mamba2: return mamba2_param_specs(std::get<Mamba2Config>(c.ssm), c.d_model, c.n_layer);
+    case MixerKind::Mlp: return mlp_param_specs(c.mlp, c.d_model, c.n_layer);
+    case MixerKind::Moe: return moe_param_specs(c.moe, c.d_model, c.n_layer);
+    case MixerKind::AttentionMamba2: {
+      auto s = prefixed("attn.", attention_param_specs(c.attn, c.d_model, c.n_layer));
+      auto m = prefixed("ssm.", mamba2_param_specs(std::get<Mamba2Config>(c.ssm), c.d_model, c.n_layer));
+      s.insert(s.end(), m.begin(), m.end());
+      return s;
+    }
   }
   throw Error(std::string(mixer_kind_name(c.layer_kind(i))) + " mixers are not implemented yet");
+}
+
+// What ends each block after its second norm (has_block_ffn).
+std::vector<ParamSpec> block_ffn_specs(const ModelConfig& c) {
+  return c.block_moe ? moe_param_specs(c.moe, c.d_model, c.n_layer)
+                     : gated_mlp_param_specs(c.d_model, c.mlp_hidden(), c.n_layer);
 }
 
 // Every parameter of the model, in checkpoint order (spec/model.md §5).
@@ -51,9 +72,9 @@ std::vector<ParamGroup> param_layout(const ModelConfig& c) {
     const std::string p = "backbone.layers." + std::to_string(i) + ".";
     g.push_back({p + "norm.", norm_specs(c)});
     g.push_back({p + "mixer.", mixer_specs(c, i)});
-    if (c.d_intermediate > 0) {
+    if (c.has_block_ffn()) {
       g.push_back({p + "norm2.", norm_specs(c)});
-      g.push_back({p + "mlp.", gated_mlp_param_specs(c.d_model, c.mlp_hidden(), c.n_layer)});
+      g.push_back({p + "mlp.", block_ffn_specs(c)});
     }
   }
   g.push_back({"backbone.norm_f.", norm_specs(c)});
@@ -61,12 +82,27 @@ std::vector<ParamGroup> param_layout(const ModelConfig& c) {
   return g;
 }
 
+// p: the mixer's parameters by relative name (mixer_specs).
 std::unique_ptr<Layer> make_mixer(Backend& be, const ModelConfig& c, int64_t i, ParamMap p) {
   switch (c.layer_kind(i)) {
     case MixerKind::Mamba3: return be.make_mamba3(std::get<Mamba3Config>(c.ssm), c.d_model, std::move(p));
     case MixerKind::Attention: return be.make_attention(c.attn, c.d_model, std::move(p));
     case MixerKind::Mamba1: return be.make_mamba1(std::get<Mamba1Config>(c.ssm), c.d_model, std::move(p));
     case MixerKind::Mamba2: return be.make_mamba2(std::get<Mamba2Config>(c.ssm), c.d_model, std::move(p));
+    case MixerKind::Mlp: return be.make_mlp(c.mlp, c.d_model, std::move(p));
+    case MixerKind::Moe: return be.make_moe(c.moe, c.d_model, std::move(p));
+    case MixerKind::AttentionMamba2: {
+      auto part = [&](const std::string& prefix) {
+        ParamMap m;
+        for (const auto& [name, t] : p)
+          if (name.starts_with(prefix)) m[name.substr(prefix.size())] = t;
+        return m;
+      };
+      std::vector<std::unique_ptr<Layer>> parts;
+      parts.push_back(be.make_attention(c.attn, c.d_model, part("attn.")));
+      parts.push_back(be.make_mamba2(std::get<Mamba2Config>(c.ssm), c.d_model, part("ssm.")));
+      return be.make_parallel(std::move(parts), c.d_model);
+    }
   }
   throw Error(std::string(mixer_kind_name(c.layer_kind(i))) + " mixers are not implemented yet");
 }
@@ -129,18 +165,22 @@ struct Model::Impl {
       Block b;
       b.norm = be->make_norm(cfg.d_model, cfg.rms_norm, eps, group(p + "norm.", norm_specs(cfg)));
       b.mixer = make_mixer(*be, cfg, i, group(p + "mixer.", mixer_specs(cfg, i)));
-      if (cfg.d_intermediate > 0) {
+      if (cfg.has_block_ffn()) {
         b.norm2 = be->make_norm(cfg.d_model, cfg.rms_norm, eps, group(p + "norm2.", norm_specs(cfg)));
-        b.mlp = be->make_gated_mlp(cfg.d_model, cfg.mlp_hidden(),
-                                   group(p + "mlp.", gated_mlp_param_specs(cfg.d_model, cfg.mlp_hidden(), cfg.n_layer)));
+        ParamMap ffn = group(p + "mlp.", block_ffn_specs(cfg));
+        b.mlp = cfg.block_moe ? be->make_moe(cfg.moe, cfg.d_model, std::move(ffn))
+                              : be->make_gated_mlp(cfg.d_model, cfg.mlp_hidden(), std::move(ffn));
       }
       specs.push_back(b.mixer->state_spec());
       blocks.push_back(std::move(b));
     }
     pool = std::make_shared<StatePool>(be, std::move(specs), 1, 0, /*growable=*/true);
     recordable_steps = std::getenv("M3_NO_GRAPHS") == nullptr;
+    // Attention's launch shapes follow the KV lengths; a MoE's follow the routing.
     for (int64_t i = 0; i < cfg.n_layer; ++i)
-      if (cfg.layer_kind(i) == MixerKind::Attention) recordable_steps = false;
+      if (cfg.layer_kind(i) == MixerKind::Attention || cfg.layer_kind(i) == MixerKind::AttentionMamba2 ||
+          cfg.layer_kind(i) == MixerKind::Moe || cfg.block_moe)
+        recordable_steps = false;
   }
 
   void check_states(std::span<SequenceState* const> states) const {
@@ -303,22 +343,56 @@ Model Model::load(const std::string& dir, const DeviceSpec& device) {
   std::set<std::string> used;
   for (const auto& g : param_layout(c))
     for (const auto& s : g.specs) {
-      const std::string name = layout.file_name(g.prefix + s.name);
-      Tensor t = ck.get(name);
-      const std::string where = ck.file_of(name) + ": tensor '" + name + "'";
-      check(t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16 || t.dtype == DType::F64,
-            where + " has dtype " + dtype_name(t.dtype) + ", expected a float type");
-      check(t.shape == s.shape, where + " has shape " + shape_str(t.shape) + ", expected " + shape_str(s.shape) +
-                                    " from the config");
-      Tensor f = t.to_f32();
-      const float* p = f.f32();
-      // The message is built only for a bad value: validation costs one pass over good data.
-      for (int64_t k = 0; k < f.numel(); ++k)
-        if (!std::isfinite(p[k]))
-          throw Error(where + " holds a non-finite value (" + std::to_string(p[k]) + ") at flat index " +
-                      std::to_string(k));
+      const std::vector<TensorPiece> pieces = layout.sources(g.prefix + s.name);
+      std::vector<Tensor> parts;
+      int64_t rows = 0;
+      for (const TensorPiece& pc : pieces) {
+        Tensor t = ck.get(pc.file);
+        const std::string where = ck.file_of(pc.file) + ": tensor '" + pc.file + "'";
+        check(t.dtype == DType::F32 || t.dtype == DType::F16 || t.dtype == DType::BF16 || t.dtype == DType::F64,
+              where + " has dtype " + dtype_name(t.dtype) + ", expected a float type");
+        if (pieces.size() == 1 && pc.whole())
+          check(t.shape == s.shape, where + " has shape " + shape_str(t.shape) + ", expected " + shape_str(s.shape) +
+                                        " from the config");
+        // A piece is whole rows of its tensor: every axis but the first as the parameter's.
+        check(!t.shape.empty() && t.shape.size() == s.shape.size() &&
+                  std::equal(t.shape.begin() + 1, t.shape.end(), s.shape.begin() + 1),
+              where + " has shape " + shape_str(t.shape) + ", which cannot form " + shape_str(s.shape) + " ('" +
+                  g.prefix + s.name + "')");
+        const int64_t end = pc.end < 0 ? t.shape[0] : pc.end;
+        check(pc.begin >= 0 && pc.begin <= end && end <= t.shape[0],
+              where + " has " + std::to_string(t.shape[0]) + " rows, fewer than the config needs");
+        Tensor f = pc.whole() ? t.to_f32() : t.convert(DType::F32);
+        const float* p = f.f32();
+        // The message is built only for a bad value: validation costs one pass over good data.
+        for (int64_t k = 0; k < f.numel(); ++k)
+          if (!std::isfinite(p[k]))
+            throw Error(where + " holds a non-finite value (" + std::to_string(p[k]) + ") at flat index " +
+                        std::to_string(k));
+        if (!pc.whole()) {
+          const int64_t row = f.numel() / std::max<int64_t>(f.shape[0], 1);
+          Shape sh = f.shape;
+          sh[0] = end - pc.begin;
+          Tensor r = Tensor::zeros(DType::F32, sh);
+          for (int64_t k = 0; k < r.numel(); ++k) r.f32()[k] = float(double(p[pc.begin * row + k]) * pc.scale);
+          f = r;
+        }
+        rows += f.shape[0];
+        parts.push_back(f);
+        used.insert(pc.file);
+      }
+      check(rows == s.shape[0], "the checkpoint's tensors for '" + g.prefix + s.name + "' hold " +
+                                    std::to_string(rows) + " rows, expected " + shape_str(s.shape) + " from the config");
+      Tensor f = parts[0];
+      if (parts.size() > 1) {
+        f = Tensor::zeros(DType::F32, s.shape);
+        int64_t at = 0;
+        for (const Tensor& part : parts) {
+          std::copy_n(part.f32(), part.numel(), f.f32() + at);
+          at += part.numel();
+        }
+      }
       impl->params.emplace_back(g.prefix + s.name, f);
-      used.insert(name);
     }
   for (const auto& n : ck.names()) {
     if (used.count(n)) continue;

@@ -39,4 +39,15 @@ LayerStateSpec attention_state_spec(const AttnConfig& c);
 // spec/model.md §3.
 std::vector<ParamSpec> gated_mlp_param_specs(int64_t d_model, int64_t hidden, int64_t n_layer);
 
+// transformers' NemotronHMLP: "up_proj.weight" [hidden, d_model], "down_proj.weight" [d_model, hidden]
+// (and their biases when c.bias).
+std::vector<ParamSpec> mlp_param_specs(const MlpConfig& c, int64_t d_model, int64_t n_layer);
+std::string mlp_describe(const MlpConfig& c);
+
+// transformers' GraniteMoeHybridMoE and NemotronHMoE: the router, the experts and the shared
+// experts under the family's names
+// (MoeConfig).
+std::vector<ParamSpec> moe_param_specs(const MoeConfig& c, int64_t d_model, int64_t n_layer);
+std::string moe_describe(const MoeConfig& c);
+
 }  // namespace m3

@@ -25,8 +25,9 @@ void add_info_command(CLI::App& app) {
     std::printf("parameters: %lld (%.1f M)\n", (long long)m.n_params(), double(m.n_params()) / 1e6);
     SequenceState s = m.new_state();
     int64_t kv_per_token = 0;
-    for (int64_t i = 0; i < c.n_layer; ++i)
-      if (c.layer_kind(i) == MixerKind::Attention) kv_per_token += 2 * c.attn.num_heads_kv * c.attn.head_dim * 4;
+    for (const LayerStateSpec& layer : m.state_specs())
+      for (const StateBufferSpec& buf : layer)
+        if (buf.kv) kv_per_token += buf.row_numel() * 4;
     std::printf("decode state per sequence: %zu bytes fixed", s.bytes());
     if (kv_per_token) std::printf(" + %lld bytes per token of context (KV cache)", (long long)kv_per_token);
     std::printf("\n");

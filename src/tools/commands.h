@@ -21,5 +21,6 @@ void add_generate_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_tokenize_commands(CLI::App& app);  // tokenize, detokenize, tokenizer train
+void add_convert_command(CLI::App& app);
 
 }  // namespace m3::cli
