@@ -20,6 +20,7 @@ void add_logits_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
-void add_tokenize_commands(CLI::App& app);  // tokenize, detokenize, tokenizer train
+void add_tokenize_commands(CLI::App& app);
+void add_serve_command(CLI::App& app);  // tokenize, detokenize, tokenizer train
 
 }  // namespace m3::cli
