@@ -10,11 +10,14 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "m3/model.h"
 #include "m3/presets.h"
+#include "m3/tokenizer.h"
 #include "run_m3.h"
+#include "serve/chat_template.h"
 #include "serve/server.h"
 #include "serve/text_codec.h"
 #include "temp_dir.h"
@@ -33,10 +36,11 @@ struct LiveServer {
   std::thread thread;
   int port = 0;
 
-  explicit LiveServer(SchedulerOptions s = {}, ServerOptions o = {}) {
+  explicit LiveServer(SchedulerOptions s = {}, ServerOptions o = {}, Model model = tiny_model(),
+                      std::optional<Tokenizer> tok = std::nullopt, std::vector<int32_t> eos = {}) {
     o.port = 0;
     o.model_name = "tiny";
-    server = std::make_unique<Server>(tiny_model(), std::nullopt, std::vector<int32_t>{}, o, s);
+    server = std::make_unique<Server>(std::move(model), std::move(tok), std::move(eos), o, s);
     port = server->bind();
     thread = std::thread([this] { server->run(); });
     httplib::Client c = client();
@@ -193,7 +197,9 @@ TEST(Serve, ErrorsHaveTheirStatusAndOpenAiBody) {
     const json j = json::parse(r->body);
     EXPECT_TRUE(j["error"]["message"].is_string()) << r->body;
     EXPECT_TRUE(j["error"]["type"].is_string()) << r->body;
-    if (!param.empty()) EXPECT_EQ(j["error"]["param"], param) << r->body;
+    if (!param.empty()) {
+      EXPECT_EQ(j["error"]["param"], param) << r->body;
+    }
   };
   httplib::Client c = s.client();
   expect(c.Post("/v1/completions", "{not json", "application/json"), 400);
@@ -243,8 +249,14 @@ TEST(Serve, FullQueueIs429AndDrainingIs503) {
   LiveServer s;
   // A long request runs while the server drains: it finishes, new ones are refused.
   json long_req = {{"prompt", "x"}, {"max_tokens", 400}, {"temperature", 0}};
-  httplib::Result long_res;
-  std::thread t([&] { long_res = s.post(long_req); });
+  int long_status = 0;
+  json long_body;
+  std::thread t([&] {
+    auto r = s.post(long_req);
+    if (!r) return;
+    long_status = r->status;
+    long_body = json::parse(r->body);
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::thread drain([&] { s.server->shutdown(std::chrono::seconds(30)); });
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -252,11 +264,14 @@ TEST(Serve, FullQueueIs429AndDrainingIs503) {
   auto health = s.client().Get("/health");
   t.join();
   drain.join();
-  ASSERT_TRUE(long_res);
-  EXPECT_EQ(long_res->status, 200);
-  EXPECT_EQ(json::parse(long_res->body)["usage"]["completion_tokens"], 400);
-  if (refused) EXPECT_EQ(refused->status, 503) << refused->body;  // or the socket was already closed
-  if (health) EXPECT_EQ(health->status, 503);
+  EXPECT_EQ(long_status, 200);
+  EXPECT_EQ(long_body["usage"]["completion_tokens"], 400);
+  if (refused) {  // else the socket was already closed
+    EXPECT_EQ(refused->status, 503) << refused->body;
+  }
+  if (health) {
+    EXPECT_EQ(health->status, 503);
+  }
   s.thread.join();
   s.thread = std::thread([] {});  // the destructor's shutdown finds a stopped server
 }
@@ -283,6 +298,65 @@ TEST(Serve, ConcurrentGreedyRequestsGiveWhatEachGivesAlone) {
   EXPECT_EQ(alone[1], library_greedy(prompts[1], 24, 16));
 }
 
+// Chat through the model's template: the same text as a completion of the rendered prompt,
+// streamed as OpenAI's chunks (the role first, then content deltas); a template that raises is a 400.
+TEST(Serve, ChatCompletionRendersTheTemplate) {
+  test::TempDir tmp;
+  BpeTrainerOptions bpe;
+  bpe.vocab_size = 300;
+  bpe.eos_token = "<|end|>";
+  {
+    std::ofstream(tmp.file("tokenizer.json")) << train_bpe_tokenizer_from_texts({"state space models and memory"}, bpe);
+    const json config = {{"eos_token", "<|end|>"},
+                         {"chat_template",
+                          "{% for m in messages %}{% if m.role == 'tool' %}{{ raise_exception('no tools here') }}{% endif %}"
+                          "{{ '<|' + m.role + '|>\n' + m.content | trim + '<|end|>\n' }}{% endfor %}"
+                          "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"}};
+    std::ofstream(tmp.file("tokenizer_config.json")) << config.dump();
+  }
+  Tokenizer tok = Tokenizer::load(tmp.path());
+  ModelConfig cfg = preset_config("mamba3-tiny");
+  cfg.vocab_size = 304;
+  const std::vector<ChatMessage> messages = {{"system", "Be brief. "}, {"user", " What is memory?"}};
+  const std::string rendered = render_chat(tok.chat_template(), messages, tok);
+  EXPECT_EQ(rendered, "<|system|>\nBe brief.<|end|>\n<|user|>\nWhat is memory?<|end|>\n<|assistant|>\n");
+  LiveServer s({}, {}, Model::init(cfg, kModelSeed), Tokenizer::load(tmp.path()), {*tok.eos_id()});
+  json req = {{"messages", {{{"role", "system"}, {"content", "Be brief. "}}, {{"role", "user"}, {"content", " What is memory?"}}}},
+              {"max_tokens", 10},
+              {"temperature", 0}};
+  auto r = s.post(req, "/v1/chat/completions");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json chat = json::parse(r->body);
+  EXPECT_EQ(chat["object"], "chat.completion");
+  EXPECT_EQ(chat["choices"][0]["message"]["role"], "assistant");
+  const std::string content = chat["choices"][0]["message"]["content"];
+  const json completion = s.complete({{"prompt", rendered}, {"max_tokens", 10}, {"temperature", 0}});
+  EXPECT_EQ(content, completion["choices"][0]["text"]);
+  EXPECT_EQ(chat["usage"], completion["usage"]);
+
+  req["stream"] = true;
+  r = s.post(req, "/v1/chat/completions");
+  ASSERT_TRUE(r);
+  std::string streamed;
+  size_t events = 0;
+  for (size_t at = 0, end; (end = r->body.find("\n\n", at)) != std::string::npos; at = end + 2, ++events) {
+    const std::string ev = r->body.substr(at + 6, end - at - 6);
+    if (ev == "[DONE]") break;
+    const json j = json::parse(ev);
+    EXPECT_EQ(j["object"], "chat.completion.chunk");
+    const json& delta = j["choices"][0]["delta"];
+    EXPECT_EQ(delta.contains("role"), events == 0) << ev;
+    if (delta.contains("content")) streamed += delta["content"].get<std::string>();
+  }
+  EXPECT_EQ(streamed, content);
+
+  auto bad = s.post({{"messages", {{{"role", "tool"}, {"content", "x"}}}}}, "/v1/chat/completions");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("no tools here"), std::string::npos) << bad->body;
+}
+
 int64_t metric(const LiveServer& s, const std::string& name) {
   const std::string text = s.client().Get("/metrics")->body;
   const size_t at = text.find("\n" + name + " ");
@@ -297,7 +371,7 @@ TEST(Serve, PrefixCacheGivesTheUncachedOutput) {
   uncached.prefix_cache_bytes = 0;
   LiveServer a(cached), b(uncached);
   const std::string doc = "A shared document that many prompts start with. ";
-  for (const std::string& tail : {"Q1", "Q1", "Another question"}) {
+  for (const char* tail : {"Q1", "Q1", "Another question"}) {
     const json req = {{"prompt", doc + tail}, {"max_tokens", 16}, {"temperature", 0}};
     EXPECT_EQ(a.complete(req)["choices"][0]["text"], b.complete(req)["choices"][0]["text"]) << tail;
   }

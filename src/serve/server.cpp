@@ -75,7 +75,9 @@ struct Server::Impl {
       send_error(res, ApiError{401, "missing or wrong API key (Authorization: Bearer KEY)", "", "invalid_api_key"});
       return httplib::Server::HandlerResponse::Handled;
     });
-    http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    // httplib calls this before writing any response of status >= 400, ours or its own (404, 413).
+    http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+      count(req, res.status);
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours already
       if (res.status == 413)
         send_error(res, ApiError{413, "the request body is over the server's size limit", "", ""});
@@ -95,28 +97,40 @@ struct Server::Impl {
       }
       send_error(res, ApiError{500, what, "", ""});
     });
-    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      metrics.count_request(req.path, res.status);
-    });
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       if (draining) return send_error(res, ApiError{503, "the server is shutting down", "", ""});
-      res.set_content(R"({"status":"ok"})", "application/json");
+      ok(req, res, R"({"status":"ok"})", "application/json");
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics.render(), "text/plain; version=0.0.4");
+      ok(req, res, metrics.render(), "text/plain; version=0.0.4");
     });
     http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
       json list = {{"object", "list"}, {"data", json::array({model_card()})}};
-      res.set_content(dump(list), "application/json");
+      ok(req, res, dump(list), "application/json");
     });
     http.Get("/v1/models/(.+)", [this](const httplib::Request& req, httplib::Response& res) {
       if (req.matches[1] != opt.model_name) return send_error(res, unknown_model(req.matches[1]));
-      res.set_content(dump(model_card()), "application/json");
+      ok(req, res, dump(model_card()), "application/json");
     });
     http.Post("/v1/completions",
               [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, false); });
     http.Post("/v1/chat/completions",
               [this](const httplib::Request& req, httplib::Response& res) { generate(req, res, true); });
+  }
+
+  // Requests answered, counted before the response is written (a client that has its answer
+  // sees it in /metrics), labelled by route so that unknown paths do not grow the label set.
+  void count(const httplib::Request& req, int status) {
+    static const char* const routes[] = {"/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions"};
+    std::string label = "other";
+    for (const char* r : routes)
+      if (req.path == r) label = r;
+    if (req.path.starts_with("/v1/models/")) label = "/v1/models/{id}";
+    metrics.count_request(label, status);
+  }
+  void ok(const httplib::Request& req, httplib::Response& res, const std::string& body, const char* type) {
+    count(req, 200);
+    res.set_content(body, type);
   }
 
   json model_card() const {
@@ -178,10 +192,12 @@ struct Server::Impl {
     auto stream = std::make_shared<GenerationStream>(r.gen.n);
     if (auto e = scheduler->submit(ids, r.gen, stream)) return send_error(res, *e);
     const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(created) + "-" + std::to_string(next_id++);
-    if (r.stream)
+    if (r.stream) {
+      count(req, 200);
       stream_response(res, stream, id, chat, r.include_usage, r.gen.n);
-    else
-      whole_response(res, *stream, id, chat, r.gen.n);
+    } else {
+      whole_response(req, res, *stream, id, chat, r.gen.n);
+    }
   }
 
   json usage(const GenerationStream& s) const {
@@ -190,7 +206,7 @@ struct Server::Impl {
             {"total_tokens", s.prompt_tokens() + s.completion_tokens()}};
   }
 
-  void whole_response(httplib::Response& res, GenerationStream& s, const std::string& id, bool chat, int64_t n) {
+  void whole_response(const httplib::Request& req, httplib::Response& res, GenerationStream& s, const std::string& id, bool chat, int64_t n) {
     std::vector<std::string> text(static_cast<size_t>(n)), finish(static_cast<size_t>(n));
     std::vector<StreamEvent> events;
     while (s.wait(events)) {
@@ -216,7 +232,7 @@ struct Server::Impl {
                  {"model", opt.model_name},
                  {"choices", std::move(choices)},
                  {"usage", usage(s)}};
-    res.set_content(dump(body), "application/json");
+    ok(req, res, dump(body), "application/json");
   }
 
   // Server-sent events: one chunk per text piece (OpenAI's chunk objects), a last chunk per choice
