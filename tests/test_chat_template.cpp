@@ -24,7 +24,7 @@ std::string read(const std::string& path) {
 const std::string kDir = std::string(M3_TESTDATA_DIR) + "/chat_template/";
 
 TEST(ChatTemplate, EqualsJinja2OnEveryTemplateAndConversation) {
-  const nlohmann::json expected = nlohmann::json::parse(read(kDir + "expected.json"));
+  const nlohmann::ordered_json expected = nlohmann::ordered_json::parse(read(kDir + "expected.json"));
   ASSERT_GE(expected["results"].size(), 9u);
   for (const auto& [name, results] : expected["results"].items()) {
     std::unique_ptr<jinja::Template> t;
@@ -35,10 +35,10 @@ TEST(ChatTemplate, EqualsJinja2OnEveryTemplateAndConversation) {
       continue;
     }
     for (const auto& c : expected["cases"]) {
-      nlohmann::json context = {{"messages", c["messages"]}, {"bos_token", "<s>"}, {"eos_token", "</s>"},
+      nlohmann::ordered_json context = {{"messages", c["messages"]}, {"bos_token", "<s>"}, {"eos_token", "</s>"},
                                 {"add_generation_prompt", true}};
       if (c.contains("extra")) context.update(c["extra"]);
-      const nlohmann::json& want = results[c["name"].get<std::string>()];
+      const nlohmann::ordered_json& want = results[c["name"].get<std::string>()];
       const std::string where = name + " / " + c["name"].get<std::string>();
       try {
         const std::string got = t->render(context);
@@ -62,7 +62,7 @@ TEST(ChatTemplate, BadTemplatesAreErrorsNotCrashes) {
                           "{{ 1 // 0 }}", "{{ {'a': 1} < 2 }}"}) {
     try {
       jinja::Template t(src);
-      t.render({{"x", 1}});
+      t.render(nlohmann::ordered_json{{"x", 1}});
       ADD_FAILURE() << "no error for: " << src;
     } catch (const Error& e) {
       EXPECT_FALSE(std::string(e.what()).empty()) << src;

@@ -174,13 +174,13 @@ TEST(Serve, StreamedTextEqualsTheWholeResponseForTheSameSeed) {
 TEST(Serve, StopSequenceEndsTheChoice) {
   LiveServer s;
   const std::string full = library_greedy("abc", 40);
-  // A stop sequence from the middle of the greedy text, cut where characters start.
-  size_t from = 12;
-  while (from < full.size() && (static_cast<unsigned char>(full[from]) & 0xC0) == 0x80) ++from;
-  size_t to = from + 1;
-  while (to < full.size() && (static_cast<unsigned char>(full[to]) & 0xC0) == 0x80) ++to;
-  ASSERT_LT(to, full.size());
-  const std::string stop = full.substr(from, to - from);
+  // A two-character stop sequence (two byte tokens: it spans a token boundary) from the middle of
+  // the greedy text, ASCII so that the raw bytes the server matches are the text we see.
+  auto ascii = [&](size_t i) { return i < full.size() && full[i] >= 0x20 && full[i] < 0x7f; };
+  size_t from = 4;
+  while (from < full.size() && !(ascii(from) && ascii(from + 1))) ++from;
+  ASSERT_LT(from + 1, full.size()) << "no two ASCII characters in a row in " << full;
+  const std::string stop = full.substr(from, 2);
   const json r = s.complete({{"prompt", "abc"}, {"max_tokens", 40}, {"temperature", 0}, {"stop", {stop}}});
   EXPECT_EQ(r["choices"][0]["finish_reason"], "stop");
   EXPECT_EQ(r["choices"][0]["text"], full.substr(0, full.find(stop)));

@@ -7,13 +7,13 @@ namespace m3::serve {
 
 std::string render_chat(const std::string& chat_template, const std::vector<ChatMessage>& messages,
                         const Tokenizer& tokenizer) {
-  nlohmann::json ms = nlohmann::json::array();
+  nlohmann::ordered_json ms = nlohmann::ordered_json::array();
   for (const auto& m : messages) ms.push_back({{"role", m.role}, {"content", m.content}});
   auto token = [&](std::optional<int32_t> id) {
     std::optional<std::string> t = id ? tokenizer.id_to_token(*id) : std::nullopt;
     return t ? *t : std::string();
   };
-  const nlohmann::json context = {{"messages", ms},
+  const nlohmann::ordered_json context = {{"messages", ms},
                                   {"add_generation_prompt", true},
                                   {"bos_token", token(tokenizer.bos_id())},
                                   {"eos_token", token(tokenizer.eos_id())}};

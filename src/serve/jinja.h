@@ -22,8 +22,9 @@ class Template {
   explicit Template(std::string_view source);  // parses; m3::Error with the line on bad syntax
   ~Template();
   Template(Template&&) noexcept;
-  // Renders with the context's keys as variables (messages, bos_token, add_generation_prompt...).
-  std::string render(const nlohmann::json& context) const;
+  // Renders with the context's keys as variables (messages, bos_token, add_generation_prompt...);
+  // objects keep their key order, as Python dicts do (tojson writes them in it).
+  std::string render(const nlohmann::ordered_json& context) const;
 
  private:
   std::shared_ptr<const Node> root_;

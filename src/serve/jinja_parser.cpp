@@ -53,9 +53,11 @@ std::vector<Segment> segments(std::string_view src) {
       ++i;
     }
     const char close = t == '{' ? '}' : t;
-    // The closing marker, outside string literals (comments have none).
+    // The closing marker, outside string literals and brackets (`{{ {'a': {'b': 1}} }}`), as
+    // Jinja's lexer balances them; comments have neither.
     size_t end = std::string_view::npos;
     char quote = 0;
+    int depth = 0;
     for (size_t k = i; k + 1 < src.size(); ++k) {
       const char c = src[k];
       if (quote) {
@@ -64,6 +66,8 @@ std::vector<Segment> segments(std::string_view src) {
         continue;
       }
       if (t != '#' && (c == '\'' || c == '"')) quote = c;
+      else if (t != '#' && (c == '(' || c == '[' || c == '{')) ++depth;
+      else if (t != '#' && depth > 0 && (c == ')' || c == ']' || c == '}')) --depth;
       else if (c == close && src[k + 1] == '}') {
         end = k;
         break;

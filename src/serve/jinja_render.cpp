@@ -95,7 +95,7 @@ Value arg(const Args& a, const Kwargs& kw, size_t i, const char* name, Value fal
 
 class Renderer {
  public:
-  explicit Renderer(const nlohmann::json& context) {
+  explicit Renderer(const nlohmann::ordered_json& context) {
     scopes_.emplace_back();
     for (auto it = context.begin(); it != context.end(); ++it) scopes_[0][it.key()] = Value::from_json(it.value());
   }
@@ -729,7 +729,7 @@ Template::Template(std::string_view source) : root_(parse_template(source)) {}
 Template::~Template() = default;
 Template::Template(Template&&) noexcept = default;
 
-std::string Template::render(const nlohmann::json& context) const {
+std::string Template::render(const nlohmann::ordered_json& context) const {
   Renderer r(context);
   std::string out;
   r.exec(*root_, out);

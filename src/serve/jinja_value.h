@@ -41,7 +41,7 @@ struct Value {
     r.self = std::move(self);
     return r;
   }
-  static Value from_json(const nlohmann::json& j);
+  static Value from_json(const nlohmann::ordered_json& j);  // objects keep their key order
 
   bool defined() const { return kind != Kind::Undefined; }
   bool is_number() const { return kind == Kind::Int || kind == Kind::Float || kind == Kind::Bool; }

@@ -40,7 +40,8 @@ int64_t integer_in(const json& body, const char* name, int64_t lo, int64_t hi, i
   const json* v = field(body, name);
   if (!v) return fallback;
   if (!v->is_number_integer()) fail(name, std::string("'") + name + "' must be an integer");
-  if (v->is_number_unsigned() ? v->get<uint64_t>() > uint64_t(hi) : (v->get<int64_t>() < lo || v->get<int64_t>() > hi))
+  if (v->is_number_unsigned() ? (v->get<uint64_t>() > uint64_t(hi) || (lo > 0 && v->get<uint64_t>() < uint64_t(lo)))
+                              : (v->get<int64_t>() < lo || v->get<int64_t>() > hi))
     fail(name, std::string("'") + name + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi));
   return v->get<int64_t>();
 }

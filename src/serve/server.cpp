@@ -97,14 +97,14 @@ struct Server::Impl {
       }
       send_error(res, ApiError{500, what, "", ""});
     });
-    http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    http.Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
       if (draining) return send_error(res, ApiError{503, "the server is shutting down", "", ""});
       ok(req, res, R"({"status":"ok"})", "application/json");
     });
-    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    http.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
       ok(req, res, metrics.render(), "text/plain; version=0.0.4");
     });
-    http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    http.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
       json list = {{"object", "list"}, {"data", json::array({model_card()})}};
       ok(req, res, dump(list), "application/json");
     });
