@@ -59,7 +59,7 @@ TEST(ChatTemplate, EqualsJinja2OnEveryTemplateAndConversation) {
 TEST(ChatTemplate, BadTemplatesAreErrorsNotCrashes) {
   for (const char* src : {"{% if x %}never closed", "{{ 1 + }}", "{% for %}{% endfor %}", "{{ 'open }}", "{% frobnicate %}",
                           "{{ x | nosuchfilter }}", "{{ nosuchfunction() }}", "{{ (1 }}", "{% endif %}", "{{ [1,2][ }}",
-                          "{{ 1 // 0 }}", "{{ {'a': 1} < 2 }}"}) {
+                          "{{ 1 // 0 }}", "{{ {'a': 1} < 2 }}", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"}) {
     try {
       jinja::Template t(src);
       t.render(nlohmann::ordered_json{{"x", 1}});
@@ -68,6 +68,26 @@ TEST(ChatTemplate, BadTemplatesAreErrorsNotCrashes) {
       EXPECT_FALSE(std::string(e.what()).empty()) << src;
     }
   }
+}
+
+// Deep nesting is refused with an error before it can exhaust the stack.
+TEST(ChatTemplate, DeepNestingIsAnError) {
+  for (const std::string& src : {"{{ " + std::string(20000, '(') + "1" + std::string(20000, ')') + " }}",
+                                 "{{ " + std::string(20000, '-') + "1 }}",
+                                 "{{ " + std::string(20000, '[') + std::string(20000, ']') + " }}",
+                                 [] {
+                                   std::string s;
+                                   for (int i = 0; i < 20000; ++i) s += "{% if true %}";
+                                   return s;
+                                 }()}) {
+    try {
+      jinja::Template t(src);
+      ADD_FAILURE() << "no error for a template of " << src.size() << " bytes";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("nest"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(jinja::Template("{{ ((((1)))) + -(-2) }}").render(nlohmann::ordered_json::object()), "3");
 }
 
 }  // namespace

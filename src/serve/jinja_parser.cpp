@@ -23,14 +23,20 @@ struct Segment {
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-int line_at(std::string_view s, size_t pos) {
-  int n = 1;
-  for (size_t i = 0; i < pos && i < s.size(); ++i) n += s[i] == '\n';
-  return n;
-}
+// Line numbers for messages, counted incrementally as the scan moves forward.
+struct LineCounter {
+  std::string_view src;
+  size_t at = 0;
+  int line = 1;
+  int operator()(size_t pos) {
+    for (; at < pos && at < src.size(); ++at) line += src[at] == '\n';
+    return line;
+  }
+};
 
 std::vector<Segment> segments(std::string_view src) {
   std::vector<Segment> out;
+  LineCounter line_at{src};
   size_t pos = 0;
   while (pos < src.size()) {
     size_t open = std::string_view::npos;
@@ -40,13 +46,13 @@ std::vector<Segment> segments(std::string_view src) {
         break;
       }
     if (open == std::string_view::npos) {
-      out.push_back({Segment::Kind::Text, std::string(src.substr(pos)), line_at(src, pos)});
+      out.push_back({Segment::Kind::Text, std::string(src.substr(pos)), line_at(pos)});
       break;
     }
-    if (open > pos) out.push_back({Segment::Kind::Text, std::string(src.substr(pos, open - pos)), line_at(src, pos)});
+    if (open > pos) out.push_back({Segment::Kind::Text, std::string(src.substr(pos, open - pos)), line_at(pos)});
     const char t = src[open + 1];
     Segment s{t == '{' ? Segment::Kind::Output : t == '%' ? Segment::Kind::Statement : Segment::Kind::Comment, "",
-              line_at(src, open)};
+              line_at(open)};
     size_t i = open + 2;
     if (i < src.size() && (src[i] == '-' || src[i] == '+')) {
       (src[i] == '-' ? s.strip_before : s.keep_before) = true;
@@ -195,6 +201,25 @@ std::vector<Token> tokenize(const std::string& s, int line) {
   return out;
 }
 
+// Nesting deeper than this (brackets, unary operators, blocks) is an error rather than a stack
+// overflow; real templates nest a handful of levels.
+constexpr int kMaxNesting = 200;
+
+struct Nesting {
+  explicit Nesting(int& depth, int line) : depth_(depth) {
+    if (++depth_ > kMaxNesting) {
+      --depth_;
+      throw Error("line " + std::to_string(line) + ": the template nests deeper than " + std::to_string(kMaxNesting) + " levels");
+    }
+  }
+  ~Nesting() { --depth_; }
+  Nesting(const Nesting&) = delete;
+  Nesting& operator=(const Nesting&) = delete;
+
+ private:
+  int& depth_;
+};
+
 NodePtr make(Node::Kind k, std::vector<NodePtr> a = {}, std::string op = "") {
   auto n = std::make_shared<Node>();
   n->kind = k;
@@ -238,6 +263,7 @@ class ExprParser {
   }
 
   NodePtr expr(bool with_cond = true) {
+    Nesting nest(depth_, line_);
     NodePtr e = or_expr();
     if (!with_cond) return e;
     while (accept_name("if")) {
@@ -260,6 +286,7 @@ class ExprParser {
     return e;
   }
   NodePtr not_expr() {
+    Nesting nest(depth_, line_);
     if (accept_name("not")) return make(Node::Kind::Unary, {not_expr()}, "not");
     return compare();
   }
@@ -313,6 +340,7 @@ class ExprParser {
     return e;
   }
   NodePtr unary(bool with_filter) {
+    Nesting nest(depth_, line_);
     if (accept_op("-")) return filters(make(Node::Kind::Unary, {unary(false)}, "-"), with_filter);
     if (accept_op("+")) return filters(make(Node::Kind::Unary, {unary(false)}, "+"), with_filter);
     return filters(postfix(primary()), with_filter);
@@ -446,6 +474,7 @@ class ExprParser {
   std::vector<Token> t_;
   size_t p_ = 0;
   int line_;
+  int depth_ = 0;
 };
 
 class TemplateParser {
@@ -493,6 +522,7 @@ class TemplateParser {
   }
 
   NodePtr statement(const std::string& kw, ExprParser& ep, int line) {
+    Nesting nest(depth_, line);
     std::string end;
     if (kw == "if") {
       auto n = make(Node::Kind::If);
@@ -588,6 +618,7 @@ class TemplateParser {
   std::vector<Segment> s_;
   size_t k_ = 0;
   std::unique_ptr<ExprParser> ep_;  // the parser of the tag that ended the last block
+  int depth_ = 0;
 };
 
 }  // namespace

@@ -436,6 +436,8 @@ class Renderer {
   }
 
   Value call_macro(const Node& m, const Args& a, const Kwargs& kw) {
+    // A macro that calls itself without end is an error, not a stack overflow.
+    if (scopes_.size() > 256) throw Error("macro " + m.name + ": calls nested too deeply");
     if (a.size() > m.names.size()) throw Error("macro " + m.name + " takes " + std::to_string(m.names.size()) + " arguments");
     const size_t n_defaults = m.a.size() - 1, first_default = m.names.size() - n_defaults;
     scopes_.emplace_back();
