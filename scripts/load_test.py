@@ -32,12 +32,15 @@ def client(port, deadline, max_tokens, prompts, out, lock, seed):
         body = json.dumps({"prompt": rng.choice(prompts), "max_tokens": max_tokens, "stream": True,
                            "temperature": 0.8, "seed": rng.randrange(1 << 30)})
         t0 = time.time()
-        ttft, tokens, ok = None, 0, False
+        ttft, tokens, ok, why = None, 0, False, ""
+
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
             resp = conn.getresponse()
-            if resp.status == 200:
+            if resp.status != 200:
+                why = f"HTTP {resp.status}: {resp.read()[:200]!r}"
+            else:
                 while True:
                     line = resp.readline()
                     if not line:
@@ -53,10 +56,12 @@ def client(port, deadline, max_tokens, prompts, out, lock, seed):
                             ttft = time.time() - t0
                         tokens += 1
             conn.close()
-        except (OSError, http.client.HTTPException, ValueError):
-            ok = False
+            if resp.status == 200 and not ok:
+                why = "the stream ended without [DONE]"
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            ok, why = False, f"{type(e).__name__}: {e}"
         with lock:
-            out.append((ok, ttft, tokens))
+            out.append((ok, ttft, tokens, why))
 
 
 def main():
@@ -105,6 +110,8 @@ def main():
           f"{len(results)} requests, {failed} failed; TTFT p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms; "
           f"{tokens / a.seconds:.1f} generated tokens/s; RSS {rss_warm / 1024:.1f} MiB after warm-up, "
           f"{rss_end / 1024:.1f} MiB at the end; server exit {code}")
+    for r in [r for r in results if not r[0]][:5]:
+        print("failed:", r[3])
     if failed or code != 0 or (rss_warm and rss_end > 1.2 * rss_warm):
         sys.exit(1)
 

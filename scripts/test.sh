@@ -25,6 +25,8 @@ if command -v python3 >/dev/null; then
   fi
   python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check openai >/dev/null 2>&1 || true
   python3 scripts/test_openai_client.py --m3 build/m3
+  # A short load test of `m3 serve` (bench/RESULTS.md has the 64-client, 60 s run).
+  python3 scripts/load_test.py --m3 build/m3 --clients 16 --seconds 5
 fi
 
 if [ "${1:-}" != "--no-sanitize" ]; then

@@ -1,11 +1,14 @@
 #include "serve/server.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <ctime>
+#include <filesystem>
 #include <random>
 
 #include "m3/error.h"
@@ -31,6 +34,33 @@ uint64_t random_seed() {
   static std::mt19937_64 rng{std::random_device{}()};
   std::lock_guard lock(mu);
   return rng();
+}
+
+// httplib 0.11 (Debian's) listens with a backlog of 5 and keeps its socket private: a burst of
+// clients connecting at once overflows the queue and waits for SYN retransmits (1 s, then 3 s).
+// listen() again on the bound socket raises the backlog; the socket is found among this process's
+// descriptors as the listening one on `port`.
+void raise_listen_backlog(int port) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    try {
+      fd = std::stoi(e.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    int listening = 0;
+    socklen_t len = sizeof listening;
+    sockaddr_storage addr{};
+    socklen_t alen = sizeof addr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0)
+      continue;
+    const int p = addr.ss_family == AF_INET    ? ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port)
+                  : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                               : -1;
+    if (p == port) ::listen(fd, SOMAXCONN);
+  }
 }
 
 }  // namespace
@@ -305,12 +335,13 @@ Server::~Server() = default;
 int Server::bind() {
   Impl& m = *impl_;
   if (m.opt.port == 0) {
-    const int port = m.http.bind_to_any_port(m.opt.host);
-    check(port > 0, "cannot listen on " + m.opt.host + " (any port)");
-    return m.opt.port = port;
+    m.opt.port = m.http.bind_to_any_port(m.opt.host);
+    check(m.opt.port > 0, "cannot listen on " + m.opt.host + " (any port)");
+  } else {
+    check(m.http.bind_to_port(m.opt.host, m.opt.port), "cannot listen on " + m.opt.host + ":" + std::to_string(m.opt.port) +
+                                                          " (in use, or not an address of this machine)");
   }
-  check(m.http.bind_to_port(m.opt.host, m.opt.port),
-        "cannot listen on " + m.opt.host + ":" + std::to_string(m.opt.port) + " (in use, or not an address of this machine)");
+  raise_listen_backlog(m.opt.port);
   return m.opt.port;
 }
 
