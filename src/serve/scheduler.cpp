@@ -165,11 +165,14 @@ void Scheduler::loop() {
     }
     drop_finished_and_cancelled();
     if (!jobs_.empty()) {
-      // One prefill chunk for one prompt, then one token for every decoding sequence.
+      // Prompt chunks of prefilling requests in turn, up to prefill_chunk tokens in all (so that
+      // short prompts arriving together start together), then one token for every decoding one.
       std::vector<Job*> prefilling;
       for (auto& j : jobs_)
         if (!j->decoding) prefilling.push_back(j.get());
-      if (!prefilling.empty()) prefill_step(*prefilling[next_prefill_++ % prefilling.size()]);
+      int64_t budget = opt_.prefill_chunk;
+      for (size_t k = 0; k < prefilling.size() && budget > 0; ++k)
+        budget -= prefill_step(*prefilling[next_prefill_++ % prefilling.size()]);
       decode_step();
       drop_finished_and_cancelled();
     }
@@ -199,7 +202,7 @@ void Scheduler::drop_finished_and_cancelled() {
   });
 }
 
-void Scheduler::prefill_step(Job& job) {
+int64_t Scheduler::prefill_step(Job& job) {
   try {
     const int64_t n = int64_t(job.prompt.size()), chunk = opt_.prefill_chunk;
     // Chunks end at multiples of `chunk` counted from the prompt's start, whether the prompt began
@@ -209,12 +212,13 @@ void Scheduler::prefill_step(Job& job) {
     SequenceState* sp = &job.prefill;
     model_.forward(std::span<const int32_t>(job.prompt).subspan(size_t(job.pos), size_t(end - job.pos)), cu,
                    std::span<SequenceState* const>(&sp, 1), logits_.data(), true);
+    const int64_t ran = end - job.pos;
     job.pos = end;
     if (end < n) {
       const std::span<const int32_t> prefix(job.prompt.data(), size_t(end));
       if (opt_.prefix_cache_bytes > 0 && !cache_.contains(prefix) && (free_slots() > 0 || cache_.evict_one()))
         cache_.insert(prefix, job.prefill);
-      return;
+      return ran;
     }
     // The prompt is in: choice 0 continues its state, the others fork it.
     for (int64_t i = 0; i < job.params.n; ++i) {
@@ -225,9 +229,11 @@ void Scheduler::prefill_step(Job& job) {
     }
     job.decoding = true;
     for (auto& c : job.choices) sample_and_emit(job, *c, logits_.data());
+    return ran;
   } catch (const Error& e) {
     job.out->fail(ApiError{500, std::string("prefill failed: ") + e.what(), "", ""});
     job.out->cancel();
+    return 0;
   }
 }
 

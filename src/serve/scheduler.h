@@ -1,7 +1,10 @@
 // Continuous batching. One thread owns the Model and runs it in steps: between steps queued
 // requests join (when state slots are free) and finished or cancelled ones leave; each step
-// prefills one chunk of one prompt (round robin, so a long prompt does not stall the running
-// streams) and then advances every decoding sequence by one token in batched Model::step calls.
+// prefills prompt chunks of waiting requests in turn, up to --prefill-chunk tokens in all (so a
+// long prompt does not stall the running streams), then advances every decoding sequence by one
+// token in batched Model::step calls. Each prompt chunk is its own Model::forward call, cut at
+// multiples of the chunk size from the prompt's start, so a request computes the same alone, in
+// a batch or resumed from the prefix cache.
 // Each sequence holds a slot of the model's fixed state pool; the prefix cache holds the rest.
 #pragma once
 #include <chrono>
@@ -50,7 +53,7 @@ class Scheduler {
   struct Job;
   void loop();
   bool admit(Job& job);
-  void prefill_step(Job& job);
+  int64_t prefill_step(Job& job);  // one chunk of the job's prompt; returns its tokens
   void decode_step();
   void sample_and_emit(Job& job, Choice& c, const float* logits);
   void finish(Job& job, Choice& c, const std::string& reason, std::string text);
