@@ -398,6 +398,17 @@ TEST(Serve, MetricsCountTraffic) {
   EXPECT_EQ(metric(s, "m3_queue_depth"), 0);
 }
 
+// A state-memory budget below one sequence's state is refused before anything listens.
+TEST(ServeCli, StateMemoryBelowOneSequenceIsAnError) {
+  test::TempDir tmp;
+  const std::string dir = tmp.file("tiny");
+  ASSERT_EQ(test::run_m3("init --preset mamba3-tiny " + test::quote(dir), tmp).code, 0);
+  const test::Result r = test::run_m3("serve " + test::quote(dir) + " --port 0 --state-memory 1K", tmp);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--state-memory 1024 bytes does not hold one sequence's state"), std::string::npos) << r.err;
+  EXPECT_NE(test::run_m3("serve " + test::quote(dir) + " --slots 2 --state-memory 1M", tmp).code, 0);
+}
+
 // The CLI end to end: init a model, serve it on a free port, answer, then SIGTERM exits 0.
 TEST(ServeCli, ServesAndExitsCleanlyOnSigterm) {
   test::TempDir tmp;

@@ -56,7 +56,7 @@ void add_serve_command(CLI::App& app) {
       ->default_val(64)
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--prefill-chunk", a->sched.prefill_chunk,
-                  "prompt tokens per prefill step (decode steps run between chunks; prefixes are cached at multiples)")
+                  "prompt tokens per prefill chunk and per scheduler step (decode steps run between; prefixes are cached at its multiples)")
       ->default_val(256)
       ->check(CLI::PositiveNumber);
   cmd->add_option("--max-batch", a->sched.max_batch, "sequences per decode step call")
