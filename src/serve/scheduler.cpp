@@ -180,13 +180,11 @@ void Scheduler::loop() {
   }
   // Stopping: everything left is told so and released.
   std::lock_guard lock(mu_);
-  for (auto* list : {&jobs_}) {
-    for (auto& j : *list) {
-      j->out->fail(ApiError{503, "the server shut down before the request finished", "", ""});
-      release(*j);
-    }
-    list->clear();
+  for (auto& j : jobs_) {
+    j->out->fail(ApiError{503, "the server shut down before the request finished", "", ""});
+    release(*j);
   }
+  jobs_.clear();
   for (auto& j : queue_) j->out->fail(ApiError{503, "the server shut down before the request started", "", ""});
   queue_.clear();
   idle_ = true;
