@@ -3,9 +3,12 @@
 // (continuous batching), the prefix cache equal to uncached runs, metrics, and the CLI draining
 // on SIGTERM. The model is the byte-level mamba3-tiny preset (SISO Mamba-3 + attention + MLP).
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -381,6 +384,31 @@ TEST(Serve, PrefixCacheGivesTheUncachedOutput) {
   EXPECT_EQ(metric(a, "m3_prefix_cache_tokens_reused_total"), 96);
   EXPECT_GT(metric(a, "m3_prefix_cache_bytes"), 0);
   EXPECT_EQ(metric(b, "m3_prefix_cache_hits_total"), 0);
+}
+
+// A streaming client that goes away frees its slot at the next write, not after max_tokens: with
+// one slot, the next request runs as soon as the first client has closed its socket.
+TEST(Serve, ClientDisconnectCancelsTheRequest) {
+  SchedulerOptions sched;
+  sched.slots = 1;
+  LiveServer s(sched);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(s.port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string body = R"({"prompt":"Hello","max_tokens":4000,"stream":true})";
+  const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(write(fd, req.data(), req.size()), ssize_t(req.size()));
+  char buf[512];
+  EXPECT_GT(read(fd, buf, sizeof buf), 0);  // the stream has started
+  close(fd);
+  const json r = s.complete({{"prompt", "Hi"}, {"max_tokens", 5}});
+  EXPECT_EQ(r["usage"]["completion_tokens"], 5);
+  EXPECT_LT(metric(s, "m3_generated_tokens_total"), 4000);
 }
 
 TEST(Serve, MetricsCountTraffic) {
