@@ -8,6 +8,7 @@
 
 #include "m3/error.h"
 #include "serve/jinja_ast.h"
+#include "serve/jinja_python.h"
 
 namespace m3::serve::jinja {
 
@@ -20,8 +21,6 @@ struct Segment {
   bool strip_before = false, strip_after = false;  // '-' markers
   bool keep_before = false, keep_after = false;    // '+' markers
 };
-
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
 // Line numbers for messages, counted incrementally as the scan moves forward.
 struct LineCounter {
