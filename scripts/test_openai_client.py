@@ -62,6 +62,9 @@ def run(openai, base):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is memory?"}]
     chat = client.chat.completions.create(model="tiny", messages=messages, max_tokens=10, temperature=0)
     assert chat.choices[0].message.role == "assistant" and chat.usage.completion_tokens == 10
+    lp = client.chat.completions.create(model="tiny", messages=messages, max_tokens=4, temperature=0, logprobs=True,
+                                        top_logprobs=2).choices[0].logprobs.content
+    assert len(lp) == 4 and all(len(t.top_logprobs) == 2 and t.logprob == t.top_logprobs[0].logprob for t in lp)
     parts = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
         model="tiny", messages=messages, max_tokens=10, temperature=0, stream=True) if c.choices]
     assert "".join(parts) == chat.choices[0].message.content
@@ -70,7 +73,7 @@ def run(openai, base):
         (lambda: openai.OpenAI(base_url=base, api_key="wrong", max_retries=0).models.list(), openai.AuthenticationError),
         (lambda: client.completions.create(model="gpt-4", prompt="x"), openai.NotFoundError),
         (lambda: client.completions.create(model="tiny", prompt="x", max_tokens=-1), openai.BadRequestError),
-        (lambda: client.completions.create(model="tiny", prompt="x", logprobs=2), openai.BadRequestError),
+        (lambda: client.completions.create(model="tiny", prompt="x", logprobs=9), openai.BadRequestError),
     ]:
         try:
             call()

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <thread>
 
@@ -172,6 +173,50 @@ TEST(Serve, StreamedTextEqualsTheWholeResponseForTheSameSeed) {
   req.erase("stream_options");
   req["seed"] = 12;
   EXPECT_NE(s.complete(req)["choices"][0]["text"], whole["choices"][0]["text"]);
+}
+
+// Logprobs are the library's log-softmax of each step's logits: greedy tokens are the most likely,
+// streamed chunks carry the same numbers as the whole answer.
+TEST(Serve, LogprobsAreTheModelsLogSoftmax) {
+  LiveServer s;
+  json req = {{"prompt", "The state of"}, {"max_tokens", 6}, {"temperature", 0}, {"logprobs", 3}};
+  const json lp = s.complete(req)["choices"][0]["logprobs"];
+  ASSERT_EQ(lp["token_logprobs"].size(), 6u);
+  // The library's log-softmax over the same steps.
+  Model m = tiny_model();
+  const size_t V = size_t(m.config().vocab_size);
+  std::vector<int32_t> ids;
+  for (unsigned char c : std::string("The state of")) ids.push_back(c);
+  SequenceState st = m.new_state();
+  SequenceState* sp = &st;
+  std::vector<float> logits(size_t(m.config().vocab_padded()));
+  const int64_t cu[2] = {0, int64_t(ids.size())};
+  m.forward(ids, cu, std::span<SequenceState* const>(&sp, 1), logits.data(), true);
+  for (size_t i = 0; i < 6; ++i) {
+    double mx = -INFINITY, sum = 0;
+    for (size_t v = 0; v < V; ++v) mx = std::max(mx, double(logits[v]));
+    for (size_t v = 0; v < V; ++v) sum += std::exp(double(logits[v]) - mx);
+    const int32_t t = int32_t(std::max_element(logits.begin(), logits.begin() + long(V)) - logits.begin());
+    EXPECT_NEAR(lp["token_logprobs"][i].get<double>(), double(logits[size_t(t)]) - mx - std::log(sum), 1e-5) << i;
+    EXPECT_EQ(lp["top_logprobs"][i].size(), 3u) << i;
+    double best = -INFINITY;
+    for (const auto& [tok, v] : lp["top_logprobs"][i].items()) best = std::max(best, v.get<double>());
+    EXPECT_EQ(best, lp["token_logprobs"][i].get<double>()) << i;
+    EXPECT_EQ(lp["text_offset"][i], i);  // one byte per token
+    m.step(std::span<const int32_t>(&t, 1), std::span<SequenceState* const>(&sp, 1), logits.data());
+  }
+  req["stream"] = true;
+  auto r = s.post(req);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  std::vector<double> streamed;
+  for (size_t at = 0, end; (end = r->body.find("\n\n", at)) != std::string::npos; at = end + 2) {
+    const std::string ev = r->body.substr(at + 6, end - at - 6);
+    if (ev == "[DONE]") break;
+    const json chunk = json::parse(ev);
+    for (const auto& x : chunk["choices"][0]["logprobs"]["token_logprobs"]) streamed.push_back(x.get<double>());
+  }
+  EXPECT_EQ(json(streamed), lp["token_logprobs"]);
 }
 
 TEST(Serve, StopSequenceEndsTheChoice) {

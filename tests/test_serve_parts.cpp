@@ -55,6 +55,8 @@ TEST(ServeRequest, DefaultsAndPromptForms) {
   EXPECT_EQ(ok(R"({"prompt":[[5]]})").prompt_ids, (std::vector<int32_t>{5}));
   EXPECT_EQ(ok(R"({"prompt":["one"]})").prompt, "one");
   EXPECT_EQ(ok(R"({"prompt":"x","stop":"s"})").gen.stop, (std::vector<std::string>{"s"}));
+  EXPECT_EQ(ok(R"({"prompt":"x"})").gen.logprobs, -1);
+  EXPECT_EQ(ok(R"({"prompt":"x","logprobs":3})").gen.logprobs, 3);
 }
 
 TEST(ServeRequest, RefusesBadInput) {
@@ -85,7 +87,8 @@ TEST(ServeRequest, RefusesBadInput) {
   refused(R"({"prompt":"x","presence_penalty":-3})", "presence_penalty");
   refused(R"({"prompt":"x","stream":"yes"})", "stream");
   refused(R"({"prompt":"x","stream_options":{"include_usage":true}})", "stream_options");
-  refused(R"({"prompt":"x","logprobs":2})", "logprobs");
+  refused(R"({"prompt":"x","logprobs":6})", "logprobs");
+  refused(R"({"prompt":"x","logprobs":true})", "logprobs");
   refused(R"({"prompt":"x","echo":true})", "echo");
   refused(R"({"prompt":"x","best_of":2})", "best_of");
   refused(R"({"prompt":"x","logit_bias":{"5":1}})", "logit_bias");
@@ -101,6 +104,12 @@ TEST(ServeRequest, Chat) {
   EXPECT_EQ(m[1].content, "ab");
   EXPECT_EQ(m[2].content, "");
   EXPECT_FALSE(std::get<CompletionRequest>(p).max_tokens_given);
+  auto chat = [](const std::string& body) { return std::get<CompletionRequest>(parse_chat_request(body)).gen.logprobs; };
+  EXPECT_EQ(chat(R"({"messages":[{"role":"user","content":"x"}]})"), -1);
+  EXPECT_EQ(chat(R"({"messages":[{"role":"user","content":"x"}],"logprobs":true})"), 0);
+  EXPECT_EQ(chat(R"({"messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":4})"), 4);
+  refused(R"({"messages":[{"role":"user","content":"x"}],"top_logprobs":2})", "top_logprobs", true);
+  refused(R"({"messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":21})", "top_logprobs", true);
   refused(R"({"messages":[]})", "messages", true);
   refused(R"({"messages":"hi"})", "messages", true);
   refused(R"({"messages":[{"content":"x"}]})", "messages", true);

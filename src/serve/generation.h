@@ -14,6 +14,7 @@ struct GenerationParams {
   int64_t n = 1;      // choices, each its own sequence forked from the prompt's state
   std::vector<std::string> stop;  // matched in the text, across token boundaries
   float presence_penalty = 0.0f, frequency_penalty = 0.0f;  // over each choice's generated tokens
+  int64_t logprobs = -1;  // report each token's log-probability and this many alternatives; -1: none
 };
 
 }  // namespace m3::serve

@@ -9,16 +9,26 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "serve/api_error.h"
 
 namespace m3::serve {
 
+// A generated token's log-probability under the model (after the presence/frequency penalties,
+// before temperature and top_p) and its most likely alternatives.
+struct TokenLogprob {
+  std::string token;  // the token's own text
+  float logprob = 0;
+  std::vector<std::pair<std::string, float>> top;
+};
+
 struct StreamEvent {
   int64_t index = 0;          // the choice
   std::string text;           // new text (may be empty on the finishing event)
   std::string finish_reason;  // "stop" or "length" on a choice's last event, else empty
+  std::vector<TokenLogprob> logprobs;  // tokens generated since the choice's last event, when asked
 };
 
 class GenerationStream {

@@ -111,10 +111,6 @@ std::vector<std::string> parse_stop(const json& body, const RequestLimits& limit
 // Features a client may ask for that this server does not have: refused rather than ignored,
 // unless the value asks for nothing.
 void refuse_unsupported(const json& body) {
-  if (const json* v = field(body, "logprobs"); v && !(v->is_boolean() && !v->get<bool>()))
-    fail("logprobs", "logprobs are not supported by this server");
-  if (const json* v = field(body, "top_logprobs"); v && !(v->is_number_integer() && v->get<int64_t>() == 0))
-    fail("top_logprobs", "logprobs are not supported by this server");
   if (boolean(body, "echo", false)) fail("echo", "echo is not supported by this server");
   if (const json* v = field(body, "suffix"); v && !(v->is_string() && v->get<std::string>().empty()))
     fail("suffix", "suffix is not supported by this server");
@@ -128,7 +124,17 @@ void refuse_unsupported(const json& body) {
     fail("response_format", "only the text response_format is supported");
 }
 
-void parse_common(const json& body, const RequestLimits& limits, int64_t default_max_tokens, CompletionRequest& r) {
+// Completions: logprobs = N alternatives (0..5). Chat: logprobs = true, top_logprobs = N (0..20).
+int64_t parse_logprobs(const json& body, bool chat) {
+  if (!chat) return integer_in(body, "logprobs", 0, 5, -1);
+  const bool on = boolean(body, "logprobs", false);
+  const int64_t top = integer_in(body, "top_logprobs", 0, 20, 0);
+  if (!on && field(body, "top_logprobs")) fail("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+  return on ? top : -1;
+}
+
+void parse_common(const json& body, const RequestLimits& limits, int64_t default_max_tokens, bool chat,
+                  CompletionRequest& r) {
   if (const json* m = field(body, "model")) {
     if (!m->is_string()) fail("model", "'model' must be a string");
     r.model = m->get<std::string>();
@@ -148,6 +154,7 @@ void parse_common(const json& body, const RequestLimits& limits, int64_t default
     r.seed_given = true;
   }
   g.stop = parse_stop(body, limits);
+  g.logprobs = parse_logprobs(body, chat);
   r.stream = boolean(body, "stream", false);
   if (const json* o = field(body, "stream_options")) {
     if (!o->is_object()) fail("stream_options", "'stream_options' must be an object");
@@ -193,7 +200,7 @@ ParsedRequest parse(std::string_view body, Fill&& fill) {
 ParsedRequest parse_completion_request(std::string_view body, const RequestLimits& limits) {
   return parse(body, [&](const json& j, CompletionRequest& r) {
     parse_prompt(j, limits, r);
-    parse_common(j, limits, 16, r);  // OpenAI's default max_tokens for completions
+    parse_common(j, limits, 16, false, r);  // OpenAI's default max_tokens for completions
   });
 }
 
@@ -209,7 +216,7 @@ ParsedRequest parse_chat_request(std::string_view body, const RequestLimits& lim
         fail("messages", "messages[" + std::to_string(i) + "].role must be a string");
       r.messages.push_back({role->get<std::string>(), message_content(m, i)});
     }
-    parse_common(j, limits, limits.max_tokens, r);
+    parse_common(j, limits, limits.max_tokens, true, r);
   });
 }
 

@@ -1,7 +1,9 @@
 #include "serve/scheduler.h"
 
 #include <algorithm>
+#include <cmath>
 #include <unordered_map>
+#include <utility>
 
 #include "m3/error.h"
 #include "m3/sampler.h"
@@ -21,6 +23,7 @@ struct Scheduler::Choice {
   int64_t generated = 0;
   int32_t next = -1;  // the token the next step feeds
   bool done = false;
+  std::vector<TokenLogprob> logprobs;  // not yet sent with an event
   Clock::time_point last_token;
 };
 
@@ -222,7 +225,7 @@ int64_t Scheduler::prefill_step(Job& job) {
     for (int64_t i = 0; i < job.params.n; ++i) {
       auto c = std::make_unique<Choice>(Choice{i, i + 1 < job.params.n ? SequenceState(job.prefill) : std::move(job.prefill),
                                                Sampler(sampler_options(job.params, i)), TextCodec::Decoder(codec_),
-                                               StopMatcher(job.params.stop), {}, 0, -1, false, Clock::now()});
+                                               StopMatcher(job.params.stop), {}, 0, -1, false, {}, Clock::now()});
       job.choices.push_back(std::move(c));
     }
     job.decoding = true;
@@ -270,7 +273,28 @@ void Scheduler::sample_and_emit(Job& job, Choice& c, const float* logits) {
   if (job.params.presence_penalty != 0.0f || job.params.frequency_penalty != 0.0f)
     for (const auto& [tok, count] : c.counts)
       scratch_[size_t(tok)] -= job.params.presence_penalty + job.params.frequency_penalty * float(count);
+  // Log-probabilities from the penalised logits, before the sampler's temperature and top_p (and
+  // before it may change them in place).
+  std::vector<float> lp;
+  if (job.params.logprobs >= 0) {
+    const float mx = *std::max_element(scratch_.begin(), scratch_.begin() + long(V));
+    double sum = 0;
+    for (size_t i = 0; i < V; ++i) sum += std::exp(double(scratch_[i]) - mx);
+    const float lse = mx + float(std::log(sum));
+    lp.resize(V);
+    for (size_t i = 0; i < V; ++i) lp[i] = scratch_[i] - lse;
+  }
   const int32_t tok = c.sampler.sample(std::span<float>(scratch_.data(), V), {});
+  if (!lp.empty()) {
+    TokenLogprob t{codec_.token_text(tok), lp[size_t(tok)], {}};
+    std::vector<int32_t> idx(V);
+    for (size_t i = 0; i < V; ++i) idx[i] = int32_t(i);
+    const size_t k = std::min(size_t(job.params.logprobs), V);
+    std::partial_sort(idx.begin(), idx.begin() + long(k), idx.end(),
+                      [&](int32_t a, int32_t b) { return lp[size_t(a)] > lp[size_t(b)] || (lp[size_t(a)] == lp[size_t(b)] && a < b); });
+    for (size_t i = 0; i < k; ++i) t.top.emplace_back(codec_.token_text(idx[i]), lp[size_t(idx[i])]);
+    c.logprobs.push_back(std::move(t));
+  }
   const auto now = Clock::now();
   if (c.generated == 0) {
     if (c.index == 0) metrics_.time_to_first_token.observe(std::chrono::duration<double>(now - job.arrived).count());
@@ -299,7 +323,7 @@ void Scheduler::sample_and_emit(Job& job, Choice& c, const float* logits) {
     return;
   }
   c.next = tok;
-  if (!text.empty()) job.out->emit({c.index, std::move(text), ""});
+  if (!text.empty()) job.out->emit({c.index, std::move(text), "", std::exchange(c.logprobs, {})});
 }
 
 void Scheduler::finish(Job& job, Choice& c, const std::string& reason, std::string text) {
@@ -308,7 +332,7 @@ void Scheduler::finish(Job& job, Choice& c, const std::string& reason, std::stri
   --job.held;
   --reserved_;
   job.out->set_usage(int64_t(job.prompt.size()), job.completion_tokens);
-  job.out->emit({c.index, std::move(text), reason});
+  job.out->emit({c.index, std::move(text), reason, std::exchange(c.logprobs, {})});
 }
 
 }  // namespace m3::serve

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <random>
@@ -224,10 +225,58 @@ struct Server::Impl {
     const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(created) + "-" + std::to_string(next_id++);
     if (r.stream) {
       count(req, 200);
-      stream_response(res, stream, id, chat, r.include_usage, r.gen.n);
+      stream_response(res, stream, id, chat, r.include_usage, r.gen.n, r.gen.logprobs >= 0);
     } else {
-      whole_response(req, res, *stream, id, chat, r.gen.n);
+      whole_response(req, res, *stream, id, chat, r.gen.n, r.gen.logprobs >= 0);
     }
+  }
+
+  // OpenAI's logprobs objects: completions {tokens, token_logprobs, top_logprobs, text_offset}
+  // (offsets into the choice's text so far, `offset`), chat {content: [{token, logprob, bytes,
+  // top_logprobs}]}.
+  // A token that is not whole UTF-8 (a byte of a longer character) is written as OpenAI writes
+  // it, "bytes:\\xe2\\x80", so that distinct tokens stay distinct keys of top_logprobs.
+  static std::string display(const std::string& token) {
+    try {
+      (void)json(token).dump();
+      return token;
+    } catch (const json::type_error&) {
+      std::string out = "bytes:";
+      char b[8];
+      for (unsigned char ch : token) {
+        std::snprintf(b, sizeof b, "\\x%02x", ch);
+        out += b;
+      }
+      return out;
+    }
+  }
+
+  static json logprobs_json(const std::vector<TokenLogprob>& lps, bool chat, size_t& offset) {
+    auto bytes = [](const std::string& s) {
+      json b = json::array();
+      for (unsigned char ch : s) b.push_back(int(ch));
+      return b;
+    };
+    if (chat) {
+      json content = json::array();
+      for (const auto& t : lps) {
+        json top = json::array();
+        for (const auto& [tok, lp] : t.top) top.push_back({{"token", display(tok)}, {"logprob", lp}, {"bytes", bytes(tok)}});
+        content.push_back({{"token", display(t.token)}, {"logprob", t.logprob}, {"bytes", bytes(t.token)}, {"top_logprobs", top}});
+      }
+      return {{"content", content}};
+    }
+    json tokens = json::array(), token_lps = json::array(), tops = json::array(), offsets = json::array();
+    for (const auto& t : lps) {
+      tokens.push_back(display(t.token));
+      token_lps.push_back(t.logprob);
+      json top = json::object();
+      for (const auto& [tok, lp] : t.top) top[display(tok)] = lp;
+      tops.push_back(top);
+      offsets.push_back(offset);
+      offset += t.token.size();
+    }
+    return {{"tokens", tokens}, {"token_logprobs", token_lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
   }
 
   json usage(const GenerationStream& s) const {
@@ -236,20 +285,26 @@ struct Server::Impl {
             {"total_tokens", s.prompt_tokens() + s.completion_tokens()}};
   }
 
-  void whole_response(const httplib::Request& req, httplib::Response& res, GenerationStream& s, const std::string& id, bool chat, int64_t n) {
+  void whole_response(const httplib::Request& req, httplib::Response& res, GenerationStream& s, const std::string& id, bool chat, int64_t n,
+                      bool want_logprobs) {
     std::vector<std::string> text(static_cast<size_t>(n)), finish(static_cast<size_t>(n));
+    std::vector<std::vector<TokenLogprob>> lps(static_cast<size_t>(n));
     std::vector<StreamEvent> events;
     while (s.wait(events)) {
       for (auto& e : events) {
         text[size_t(e.index)] += e.text;
         if (!e.finish_reason.empty()) finish[size_t(e.index)] = e.finish_reason;
+        for (auto& t : e.logprobs) lps[size_t(e.index)].push_back(std::move(t));
       }
       events.clear();
     }
     if (auto e = s.error()) return send_error(res, *e);
     json choices = json::array();
     for (int64_t i = 0; i < n; ++i) {
-      json c = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", finish[size_t(i)]}};
+      size_t offset = 0;
+      json c = {{"index", i},
+                {"logprobs", want_logprobs ? logprobs_json(lps[size_t(i)], chat, offset) : json(nullptr)},
+                {"finish_reason", finish[size_t(i)]}};
       if (chat)
         c["message"] = {{"role", "assistant"}, {"content", text[size_t(i)]}};
       else
@@ -268,7 +323,7 @@ struct Server::Impl {
   // Server-sent events: one chunk per text piece (OpenAI's chunk objects), a last chunk per choice
   // with its finish_reason, the usage chunk when asked for, then `data: [DONE]`.
   void stream_response(httplib::Response& res, std::shared_ptr<GenerationStream> s, const std::string& id, bool chat,
-                       bool include_usage, int64_t n) {
+                       bool include_usage, int64_t n, bool want_logprobs) {
     res.set_header("Cache-Control", "no-cache");
     auto chunk = [this, id, chat](json choices) {
       json c = {{"id", id},
@@ -279,9 +334,10 @@ struct Server::Impl {
       return c;
     };
     auto sent_role = std::make_shared<std::vector<bool>>(size_t(n), false);
+    auto offsets = std::make_shared<std::vector<size_t>>(size_t(n), 0);
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, s, chunk, chat, include_usage, sent_role](size_t, httplib::DataSink& sink) {
+        [this, s, chunk, chat, include_usage, sent_role, offsets, want_logprobs](size_t, httplib::DataSink& sink) {
           auto send = [&](const json& j) {
             const std::string line = "data: " + dump(j) + "\n\n";
             return sink.write(line.data(), line.size());
@@ -289,7 +345,8 @@ struct Server::Impl {
           std::vector<StreamEvent> events;
           while (s->wait(events)) {
             for (auto& e : events) {
-              json c = {{"index", e.index}, {"logprobs", nullptr},
+              json c = {{"index", e.index},
+                        {"logprobs", want_logprobs ? logprobs_json(e.logprobs, chat, (*offsets)[size_t(e.index)]) : json(nullptr)},
                         {"finish_reason", e.finish_reason.empty() ? json(nullptr) : json(e.finish_reason)}};
               if (chat) {
                 c["delta"] = json::object();

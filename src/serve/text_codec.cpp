@@ -29,6 +29,11 @@ std::vector<int32_t> TextCodec::encode(std::string_view text) const {
                               reinterpret_cast<const unsigned char*>(text.data()) + text.size());
 }
 
+std::string TextCodec::token_text(int32_t id) const {
+  if (tok_) return tok_->decode(std::span<const int32_t>(&id, 1), false);
+  return id >= 0 && id < 256 ? std::string(1, char(id)) : std::string();
+}
+
 TextCodec::Decoder::Decoder(const TextCodec& codec) {
   if (codec.tok_) stream_.emplace(*codec.tok_);
 }

@@ -17,6 +17,8 @@ class TextCodec {
   TextCodec(std::optional<Tokenizer> tok, int64_t vocab_size);
   std::vector<int32_t> encode(std::string_view text) const;  // with the tokenizer's BOS/EOS template
   const Tokenizer* tokenizer() const { return tok_ ? &*tok_ : nullptr; }
+  // One token's own text (special tokens included), for logprobs.
+  std::string token_text(int32_t id) const;
   int64_t vocab_size() const { return vocab_; }
 
   // One sequence's generated ids to text, released only in whole UTF-8 characters.
