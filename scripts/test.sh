@@ -16,6 +16,17 @@ ninja -C build
 if command -v python3 >/dev/null; then
   python3 -c "import tokenizers" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check tokenizers >/dev/null 2>&1 || true
   python3 scripts/test_tokenizer_oracle.py --m3 build/m3
+  # Chat templates: tests/data/chat_template/expected.json must still be what jinja2 renders; and
+  # `m3 serve` through the official openai client. Each says SKIP when its package cannot be had.
+  if python3 -c "import jinja2" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check jinja2 >/dev/null 2>&1; then
+    python3 scripts/gen_chat_template_testdata.py --check
+  else
+    echo "chat template oracle: SKIP (no jinja2)"
+  fi
+  python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check openai >/dev/null 2>&1 || true
+  python3 scripts/test_openai_client.py --m3 build/m3
+  # A short load test of `m3 serve` (bench/RESULTS.md has the 64-client, 60 s run).
+  python3 scripts/load_test.py --m3 build/m3 --clients 16 --seconds 5
 fi
 
 if [ "${1:-}" != "--no-sanitize" ]; then

@@ -37,6 +37,13 @@ class Model {
   SequenceState new_state() const;
   // Each layer's per-sequence state buffers.
   std::vector<LayerStateSpec> state_specs() const;
+  // Bytes one sequence's state occupies in the pool when it holds `positions` KV rows.
+  size_t state_bytes(int64_t positions) const;
+  // Replaces the growable state pool with a fixed one of n_slots slots, each with room for
+  // kv_positions tokens of KV cache (a server's pool, sized from a memory budget): new_state()
+  // and forks past n_slots, and sequences past kv_positions, then fail with an m3::Error instead
+  // of growing. Only while no state of this model is alive.
+  void fix_state_pool(int64_t n_slots, int64_t kv_positions);
 
   const DeviceSpec& device() const;
   // "cpu (16 threads, f32)", "cuda:0 NVIDIA H200, bf16 matrices"

@@ -455,6 +455,15 @@ std::vector<LayerStateSpec> Model::state_specs() const {
   return r;
 }
 
+size_t Model::state_bytes(int64_t positions) const { return impl_->pool->bytes_per_sequence(positions); }
+
+void Model::fix_state_pool(int64_t n_slots, int64_t kv_positions) {
+  check(impl_->pool->slots_in_use() == 0, "the state pool can only be fixed while no state is alive");
+  std::vector<LayerStateSpec> specs = state_specs();
+  impl_->pool = std::make_shared<StatePool>(impl_->be, std::move(specs), n_slots, kv_positions, /*growable=*/false);
+  impl_->step_rec = {};  // recordings name the old pool's addresses
+}
+
 const DeviceSpec& Model::device() const { return impl_->be->device(); }
 std::string Model::device_description() const { return impl_->be->describe(); }
 size_t Model::device_weight_bytes() const { return impl_->be->weight_bytes(); }

@@ -2,27 +2,22 @@
 // recurrent form (spec/model.md §7), printing tokens as they come and a closing throughput line.
 // Text goes through a tokenizer.json when there is one (DIR's, or --tokenizer), else it is
 // byte-level: one token per UTF-8 byte.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <optional>
 #include <sstream>
 
-#include "io/files.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "m3/sampler.h"
 #include "m3/tokenizer.h"
+#include "model/model_text.h"
 #include "tools/commands.h"
 
 namespace m3::cli {
 
 namespace {
-
-namespace fs = std::filesystem;
 
 std::vector<int32_t> parse_ids(const std::string& s) {
   std::vector<int32_t> ids;
@@ -38,33 +33,6 @@ std::vector<int32_t> parse_ids(const std::string& s) {
       throw Error("--prompt-ids: '" + tok + "' is not an integer token id");
     }
   }
-  return ids;
-}
-
-// --tokenizer, else DIR/tokenizer.json when present; none means byte-level text.
-std::optional<Tokenizer> load_tokenizer(const std::string& dir, const std::string& option, int64_t vocab_size) {
-  const std::string path = !option.empty() ? option : (fs::path(dir) / "tokenizer.json").string();
-  if (option.empty() && !fs::exists(path)) return std::nullopt;
-  Tokenizer tok = Tokenizer::load(path);
-  // Ids the embedding has no row for would be out of range; the other way round is common
-  // (vocabularies padded for speed) and harmless: ids without a token decode to nothing.
-  check(tok.vocab_size() <= vocab_size, "tokenizer " + path + " has " + std::to_string(tok.vocab_size()) +
-                                            " tokens, more than the model's vocabulary of " +
-                                            std::to_string(vocab_size) + " (vocab_size in " + dir + "/config.json)");
-  return tok;
-}
-
-// Token ids generation stops at: the tokenizer's EOS (tokenizer_config.json's eos_token, else
-// the one its post-processor appends) and config.json's eos_token_id (a number or a list of
-// them; Hugging Face checkpoints carry it).
-std::vector<int32_t> eos_ids(const std::string& dir, const std::optional<Tokenizer>& tok) {
-  std::vector<int32_t> ids;
-  if (tok && tok->eos_id()) ids.push_back(*tok->eos_id());
-  const nlohmann::json config = read_json_file((fs::path(dir) / "config.json").string());
-  if (!config.is_object() || !config.contains("eos_token_id")) return ids;
-  const nlohmann::json& eos = config["eos_token_id"];
-  for (const nlohmann::json& id : eos.is_array() ? eos : nlohmann::json::array({eos}))
-    if (id.is_number_integer()) ids.push_back(id.get<int32_t>());
   return ids;
 }
 
@@ -109,7 +77,7 @@ void add_generate_command(CLI::App& app) {
   cmd->callback([a] {
     Model m = Model::load(a->dir, a->dev.spec());
     const int64_t V = m.config().vocab_size;
-    const std::optional<Tokenizer> tok = load_tokenizer(a->dir, a->tokenizer, V);
+    const std::optional<Tokenizer> tok = load_model_tokenizer(a->dir, a->tokenizer, V);
     std::vector<int32_t> prompt;
     if (!a->prompt_ids.empty()) {
       prompt = parse_ids(a->prompt_ids);
@@ -122,7 +90,7 @@ void add_generate_command(CLI::App& app) {
     check(!prompt.empty(), "the prompt is empty: give --prompt or --prompt-ids");
     for (int32_t t : prompt)
       check(t >= 0 && t < V, "prompt token " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
-    const std::vector<int32_t> stop = a->ignore_eos ? std::vector<int32_t>{} : eos_ids(a->dir, tok);
+    const std::vector<int32_t> stop = a->ignore_eos ? std::vector<int32_t>{} : model_eos_ids(a->dir, tok);
     Sampler sampler(a->s);
     SequenceState st = m.new_state();
     SequenceState* sp = &st;

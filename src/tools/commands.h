@@ -22,5 +22,6 @@ void add_init_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_tokenize_commands(CLI::App& app);  // tokenize, detokenize, tokenizer train
 void add_convert_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace m3::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   m3::cli::add_bench_command(app);
   m3::cli::add_tokenize_commands(app);
   m3::cli::add_convert_command(app);
+  m3::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
