@@ -21,5 +21,9 @@ void add_generate_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_tokenize_commands(CLI::App& app);  // tokenize, detokenize, tokenizer train
+void add_grad_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_data_commands(CLI::App& app);  // data tokenize
 
 }  // namespace m3::cli

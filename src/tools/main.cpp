@@ -14,6 +14,10 @@ int main(int argc, char** argv) {
   m3::cli::add_init_command(app);
   m3::cli::add_bench_command(app);
   m3::cli::add_tokenize_commands(app);
+  m3::cli::add_grad_command(app);
+  m3::cli::add_train_command(app);
+  m3::cli::add_eval_command(app);
+  m3::cli::add_data_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
