@@ -8,6 +8,7 @@
 #include <functional>
 #include <random>
 
+#include "golden_model.h"
 #include "m3/model.h"
 #include "model/specs.h"
 #include "testing.h"
@@ -181,12 +182,8 @@ TEST(TrainGrad, GoldenMamba3SisoHybridGradients) {
   SafetensorsFile gf = SafetensorsFile::open(test::golden("mamba3_siso_hybrid/golden.safetensors"));
   const Tensor ids = gf.get("input_ids");
   const int64_t B = ids.shape[0], L = ids.shape[1];
-  std::vector<int32_t> tokens(size_t(B * L)), targets(size_t(B * L), -1);
-  for (int64_t i = 0; i < B * L; ++i) {
-    int64_t v;
-    std::memcpy(&v, static_cast<const char*>(ids.data) + i * 8, 8);
-    tokens[size_t(i)] = int32_t(v);
-  }
+  const std::vector<int32_t> tokens = test::token_ids(ids);
+  std::vector<int32_t> targets(tokens.size(), -1);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t + 1 < L; ++t) targets[size_t(b * L + t)] = tokens[size_t(b * L + t + 1)];
   std::vector<int64_t> cu;

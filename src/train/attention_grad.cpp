@@ -3,9 +3,11 @@
 // The forward keeps q, k, v and each query's log-sum-exp; the backward recomputes the
 // probabilities from them (no L×L matrix is stored). Work is split over kv heads, so that the
 // gradients of a shared k/v head are summed by one thread.
+#include <algorithm>
 #include <cmath>
 
 #include "train/grad_layer.h"
+#include "cpu/ops.h"
 #include "train/grad_ops.h"
 
 namespace m3::train {
@@ -38,7 +40,7 @@ class AttentionGrad final : public GradLayer<T> {
     ctx_.assign(size_t(n_ * Dq), T(0));
     lse_.resize(size_t(n_ * Hq));
     const int64_t ns = int64_t(cu_.size()) - 1;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work() > cpu::kParallelWork)
     for (int64_t h = 0; h < Hq; ++h)
       for (int64_t i = 0; i < ns; ++i) {
         std::vector<T> s;
@@ -69,7 +71,7 @@ class AttentionGrad final : public GradLayer<T> {
     // dP_ts = dO_t·v_s; dS_ts = P_ts (dP_ts − dO_t·O_t); dq_t = scale Σ_s dS_ts k_s;
     // dk_s += scale dS_ts q_t; dv_s += P_ts dO_t.
     const int64_t ns = int64_t(cu_.size()) - 1;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (work() > cpu::kParallelWork)
     for (int64_t hk = 0; hk < Hk; ++hk)
       for (int64_t i = 0; i < ns; ++i) {
         std::vector<T> s;
@@ -106,6 +108,8 @@ class AttentionGrad final : public GradLayer<T> {
   }
 
  private:
+  // Multiply-adds of one pass over every (query, key) pair, as if non-causal: whether to thread.
+  int64_t work() const { return n_ * n_ / std::max<int64_t>(int64_t(cu_.size()) - 1, 1) * c_.num_heads * c_.head_dim; }
   const T* bias(const char* name) const { return p_.has(name) ? p_.value(name) : nullptr; }
   T* gbias(const char* name) const { return p_.has(name) ? p_.grad(name) : nullptr; }
   const T* vrow(int64_t j, int64_t h) const {

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <vector>
 
+#include "cpu/ops.h"
+
 namespace m3::train {
 
 template <>
@@ -119,8 +121,8 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w
 
 template <class T>
 double cross_entropy(T* dlogits, const T* logits, const int32_t* targets, int64_t n, int64_t V, double count) {
-  double loss = 0;
-#pragma omp parallel for reduction(+ : loss) if (n * V > 65536)
+  std::vector<double> row_loss(size_t(n), 0.0);  // summed in order below: the same loss on any thread count
+#pragma omp parallel for if (n * V > cpu::kParallelWork)
   for (int64_t i = 0; i < n; ++i) {
     const T* l = logits + i * V;
     T* d = dlogits + i * V;
@@ -131,10 +133,12 @@ double cross_entropy(T* dlogits, const T* logits, const int32_t* targets, int64_
     const T mx = *std::max_element(l, l + V);
     double sum = 0;
     for (int64_t v = 0; v < V; ++v) sum += std::exp(double(l[v] - mx));
-    loss += std::log(sum) - double(l[targets[i]] - mx);
+    row_loss[size_t(i)] = std::log(sum) - double(l[targets[i]] - mx);
     for (int64_t v = 0; v < V; ++v) d[v] = T(std::exp(double(l[v] - mx)) / sum / count);
     d[targets[i]] -= T(1.0 / count);
   }
+  double loss = 0;
+  for (double r : row_loss) loss += r;
   return loss / count;
 }
 

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "cpu/ops.h"
 #include "train/grad_ops.h"
 
 namespace m3::train {
@@ -130,7 +131,7 @@ struct Mamba3Grad<T>::Impl {
     theta.resize(size_t(n * H * S)), qr.resize(size_t(n * H * R * N)), kr.resize(qr.size());
     y.resize(size_t(n * R * DI));
     state_out.resize(size_t(ns * state_size()));
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (n * R * P * N * H > cpu::kParallelWork)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t g = h / (H / G);
       std::vector<T> Hs(size_t(P * N)), th(static_cast<size_t>(S));
@@ -254,7 +255,7 @@ struct Mamba3Grad<T>::Impl {
     if (!state_in.empty()) d_state_in.assign(state_in.size(), T(0));
     T *g_D = p.grad("D"), *g_dtb = p.grad("dt_bias"), *g_Bb = p.grad("B_bias"), *g_Cb = p.grad("C_bias");
     T* g_mx = c.is_mimo ? p.grad("mimo_x") : nullptr;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (n * R * P * N * H > cpu::kParallelWork)
     for (int64_t h = 0; h < H; ++h) {
       std::vector<T> Hs(size_t((C + 1) * P * N)), Gm(size_t(P * N)), pdk(size_t(R * N)), pdv(size_t(R * P));
       std::vector<T> dk(size_t(R * N)), dv(size_t(R * P)), dq(size_t(R * N)), dth(static_cast<size_t>(S));

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "cpu/ops.h"
 #include "m3/error.h"
 
 namespace m3::train {
@@ -47,7 +48,7 @@ void AdamW::update(std::vector<std::vector<float>>& params, const std::vector<st
     float *p = params[i].data(), *mi = m[i].data(), *vi = v[i].data();
     const float* g = grads[i].data();
     const int64_t n = int64_t(params[i].size());
-#pragma omp parallel for simd if (n > 65536)
+#pragma omp parallel for simd if (n > cpu::kParallelWork)
     for (int64_t j = 0; j < n; ++j) {
       mi[j] = b1 * mi[j] + (1 - b1) * g[j];
       vi[j] = b2 * vi[j] + (1 - b2) * g[j] * g[j];

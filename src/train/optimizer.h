@@ -43,7 +43,7 @@ const char* schedule_name(Schedule s);
 struct LrSchedule {
   Schedule kind = Schedule::Cosine;
   double lr = 1e-3, min_lr_ratio = 0.1;
-  int64_t warmup = 0, total = 1;
+  int64_t warmup = 0, total = 0;  // total 0: the number of training steps
   double decay_fraction = 0.2;  // WSD: the last fraction of steps decays linearly to min_lr
   // Learning rate of step s (0-based): linear warmup over `warmup` steps, then constant, cosine
   // to min_lr at `total`, or WSD (stable, then linear decay over the last decay_fraction).

@@ -27,7 +27,7 @@ struct TrainOptions {
   int64_t eval_rows = 64;   // rows of eval_data per evaluation (0: all)
   uint64_t seed = 0;
   double clip = 1.0;
-  LrSchedule schedule;       // total 0 → steps
+  LrSchedule schedule;
   AdamWConfig adamw;
   bool resume = false;
 };
