@@ -127,6 +127,23 @@ TEST(TrainGrad, Mamba3SisoOutprojNormMatchesFiniteDifferences) { check_mamba3(fa
 TEST(TrainGrad, Mamba3MimoMatchesFiniteDifferences) { check_mamba3(true, false); }
 TEST(TrainGrad, Mamba3MimoOutprojNormMatchesFiniteDifferences) { check_mamba3(true, true); }
 
+// Every Mamba-2 option the math reads: biases, D per channel or head, the d_mlp branch, the gated
+// norm before or after the gate, per group or over d_ssm, or no norm; chunks of 3 tokens.
+TEST(TrainGrad, Mamba2MatchesFiniteDifferences) {
+  std::mt19937_64 rng(11);
+  const int64_t d_model = 6;
+  for (int variant = 0; variant < 4; ++variant) {
+    Mamba2Config c;
+    c.d_state = 4, c.d_conv = 3, c.headdim = 3, c.ngroups = 2, c.chunk_size = 3, c.bias = variant != 0;
+    c.d_inner = 12, c.d_ssm = 6, c.nheads = 2;
+    c.D_has_hdim = variant == 1, c.norm_before_gate = variant == 2, c.norm_per_group = variant != 3;
+    c.rmsnorm = variant != 1;
+    LayerParams p(mamba2_param_specs(c, d_model, 2), rng);
+    auto layer = train::make_mamba2_grad<double>(c, d_model, p.refs());
+    check_layer(*layer, p, d_model, {0, 8, 10}, rng);
+  }
+}
+
 TEST(TrainGrad, AttentionMatchesFiniteDifferences) {
   std::mt19937_64 rng(7);
   AttnConfig c;

@@ -39,9 +39,12 @@ class GradLayer {
   virtual void backward(const T* dy, T* dx) = 0;
 };
 
-// Each layer kind (one file each): mamba3_grad.cpp, attention_grad.cpp, mlp_grad.cpp.
+// Each layer kind (one file each): mamba3_grad.cpp (mamba3_grad.h), mamba2_grad.cpp,
+// attention_grad.cpp, mlp_grad.cpp. Mamba-2 sequences start from zero states.
 template <class T>
 std::unique_ptr<GradLayer<T>> make_gated_mlp_grad(int64_t d_model, int64_t hidden, ParamRefs<T> p);
+template <class T>
+std::unique_ptr<GradLayer<T>> make_mamba2_grad(const Mamba2Config& c, int64_t d_model, ParamRefs<T> p);
 template <class T>
 std::unique_ptr<GradLayer<T>> make_attention_grad(const AttnConfig& c, int64_t d_model, ParamRefs<T> p);
 

@@ -120,6 +120,39 @@ void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w
 }
 
 template <class T>
+void conv1d_silu_forward(T* out, T* pre, const T* x, int64_t ldx, const T* w, const T* b, int64_t C, int64_t W,
+                         const std::vector<int64_t>& cu) {
+  for (size_t i = 0; i + 1 < cu.size(); ++i)
+    for (int64_t t = cu[i]; t < cu[i + 1]; ++t)
+      for (int64_t c = 0; c < C; ++c) {
+        T s = b ? b[c] : T(0);
+        for (int64_t k = 0; k < W; ++k) {
+          const int64_t src = t - (W - 1) + k;
+          if (src >= cu[i]) s += w[c * W + k] * x[src * ldx + c];
+        }
+        pre[t * C + c] = s;
+        out[t * C + c] = silu(s);
+      }
+}
+
+template <class T>
+void conv1d_silu_backward(T* dx, int64_t ldx, T* dw, T* db, const T* dout, const T* pre, const T* x, const T* w,
+                          int64_t C, int64_t W, const std::vector<int64_t>& cu) {
+  for (size_t i = 0; i + 1 < cu.size(); ++i)
+    for (int64_t t = cu[i]; t < cu[i + 1]; ++t)
+      for (int64_t c = 0; c < C; ++c) {
+        const T g = dout[t * C + c] * silu_grad(pre[t * C + c]);
+        if (db) db[c] += g;
+        for (int64_t k = 0; k < W; ++k) {
+          const int64_t src = t - (W - 1) + k;
+          if (src < cu[i]) continue;
+          dw[c * W + k] += g * x[src * ldx + c];
+          dx[src * ldx + c] += g * w[c * W + k];
+        }
+      }
+}
+
+template <class T>
 double cross_entropy(T* dlogits, const T* logits, const int32_t* targets, int64_t n, int64_t V, double count) {
   std::vector<double> row_loss(size_t(n), 0.0);  // summed in order below: the same loss on any thread count
 #pragma omp parallel for if (n * V > cpu::kParallelWork)
@@ -150,6 +183,10 @@ double cross_entropy(T* dlogits, const T* logits, const int32_t* targets, int64_
   template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int64_t, int64_t, T);                \
   template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int64_t,        \
                                       int64_t, bool);                                                               \
+  template void conv1d_silu_forward<T>(T*, T*, const T*, int64_t, const T*, const T*, int64_t, int64_t,          \
+                                       const std::vector<int64_t>&);                                                \
+  template void conv1d_silu_backward<T>(T*, int64_t, T*, T*, const T*, const T*, const T*, const T*, int64_t,       \
+                                        int64_t, const std::vector<int64_t>&);                                      \
   template double cross_entropy<T>(T*, const T*, const int32_t*, int64_t, int64_t, double);
 M3_INSTANTIATE(float)
 M3_INSTANTIATE(double)

@@ -5,6 +5,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 namespace m3::train {
 
@@ -45,6 +46,17 @@ void layernorm_forward(T* y, T* mean, T* rstd, const T* x, const T* w, const T* 
 template <class T>
 void layernorm_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, const T* mean, const T* rstd,
                         int64_t n, int64_t D, bool accumulate);
+
+// Depthwise causal convolution of width W over packed sequences (zero history at each start)
+// followed by silu (spec/mamba2.md §3.1, mamba1.md): pre[t, c] = b[c] + Σ_k w[c, k] x[t−(W−1)+k, c],
+// out = silu(pre). x has row stride ldx; w is [C, W]; b may be null.
+template <class T>
+void conv1d_silu_forward(T* out, T* pre, const T* x, int64_t ldx, const T* w, const T* b, int64_t C, int64_t W,
+                         const std::vector<int64_t>& cu);
+// dx (row stride ldx) += the input gradient; dw, db (if db) += the parameter gradients.
+template <class T>
+void conv1d_silu_backward(T* dx, int64_t ldx, T* dw, T* db, const T* dout, const T* pre, const T* x, const T* w,
+                          int64_t C, int64_t W, const std::vector<int64_t>& cu);
 
 // Mean cross-entropy of logits[n, V] against targets (entries < 0 are ignored), divided by
 // `count` (the number of targets the loss is averaged over, possibly across micro-batches).
