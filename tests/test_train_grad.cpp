@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <tuple>
 
 #include "golden_model.h"
 #include "m3/model.h"
@@ -144,6 +145,19 @@ TEST(TrainGrad, Mamba2MatchesFiniteDifferences) {
   }
 }
 
+// Mamba-1 with and without biases and FalconMamba's δ/B/C norms; a sequence past one chunk (64).
+TEST(TrainGrad, Mamba1MatchesFiniteDifferences) {
+  std::mt19937_64 rng(12);
+  const int64_t d_model = 5;
+  for (int variant = 0; variant < 2; ++variant) {
+    Mamba1Config c;
+    c.d_state = 3, c.d_conv = 3, c.dt_rank = 2, c.d_inner = 7, c.bias = variant == 1, c.bcdt_rmsnorm = variant == 1;
+    LayerParams p(mamba1_param_specs(c, d_model, 2), rng);
+    auto layer = train::make_mamba1_grad<double>(c, d_model, p.refs());
+    check_layer(*layer, p, d_model, {0, 70, 75}, rng);
+  }
+}
+
 TEST(TrainGrad, AttentionMatchesFiniteDifferences) {
   std::mt19937_64 rng(7);
   AttnConfig c;
@@ -218,6 +232,39 @@ TEST(TrainGrad, GoldenMamba3SisoHybridGradients) {
   check_model(g64, 1e-5);
   train::GradModel<float> g32(m.config(), m.parameters());
   check_model(g32, 1e-4);
+}
+
+// The training forward is the model of the specs: its loss on the other golden checkpoints equals
+// the cross-entropy of the reference's float64 logits.
+TEST(TrainGrad, TrainingForwardMatchesGoldenLogits) {
+  // hf_falconmamba: Mamba-1 with δ/B/C norms, float32 reference logits (hence the wider bound).
+  const std::vector<std::tuple<const char*, const char*, double>> cases = {
+      {"mamba3_mimo_hybrid", "logits_f64", 1e-6}, {"mamba2_hybrid", "logits_f64", 1e-6},
+      {"mamba1_model", "logits_f64", 1e-6}, {"hf_mamba2", "logits", 1e-5}, {"hf_falconmamba", "logits", 1e-5}};
+  for (const auto& [dir, key, tol] : cases) {
+    Model m = Model::load(test::golden(dir));
+    SafetensorsFile gf = SafetensorsFile::open(test::golden(std::string(dir) + "/golden.safetensors"));
+    const std::vector<int32_t> tokens = test::token_ids(gf.get("input_ids"));
+    const std::vector<double> logits = test::to_f64(gf.get(key));
+    const int64_t B = gf.get("input_ids").shape[0], L = gf.get("input_ids").shape[1], V = m.config().vocab_padded();
+    std::vector<int32_t> targets(tokens.size(), -1);
+    std::vector<int64_t> cu = {0};
+    double ref = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      cu.push_back((b + 1) * L);
+      for (int64_t t = 0; t + 1 < L; ++t) {
+        const size_t i = size_t(b * L + t);
+        targets[i] = tokens[i + 1];
+        double mx = -1e300, sum = 0;
+        for (int64_t v = 0; v < V; ++v) mx = std::max(mx, logits[i * size_t(V) + size_t(v)]);
+        for (int64_t v = 0; v < V; ++v) sum += std::exp(logits[i * size_t(V) + size_t(v)] - mx);
+        ref += std::log(sum) + mx - logits[i * size_t(V) + size_t(targets[i])];
+      }
+    }
+    ref /= double(B * (L - 1));
+    train::GradModel<double> g(m.config(), m.parameters());
+    EXPECT_NEAR(g.forward_backward(tokens, cu, targets, 0, false), ref, tol * ref) << dir;
+  }
 }
 
 }  // namespace

@@ -40,11 +40,13 @@ class GradLayer {
 };
 
 // Each layer kind (one file each): mamba3_grad.cpp (mamba3_grad.h), mamba2_grad.cpp,
-// attention_grad.cpp, mlp_grad.cpp. Mamba-2 sequences start from zero states.
+// mamba1_grad.cpp, attention_grad.cpp, mlp_grad.cpp. Mamba-2/Mamba-1 sequences start from zero states.
 template <class T>
 std::unique_ptr<GradLayer<T>> make_gated_mlp_grad(int64_t d_model, int64_t hidden, ParamRefs<T> p);
 template <class T>
 std::unique_ptr<GradLayer<T>> make_mamba2_grad(const Mamba2Config& c, int64_t d_model, ParamRefs<T> p);
+template <class T>
+std::unique_ptr<GradLayer<T>> make_mamba1_grad(const Mamba1Config& c, int64_t d_model, ParamRefs<T> p);
 template <class T>
 std::unique_ptr<GradLayer<T>> make_attention_grad(const AttnConfig& c, int64_t d_model, ParamRefs<T> p);
 

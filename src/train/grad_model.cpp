@@ -98,8 +98,8 @@ GradModel<T>::GradModel(const ModelConfig& c, const NamedTensors& params) : impl
     switch (c.layer_kind(i)) {
       case MixerKind::Mamba3: b.mixer = make_mamba3_grad<T>(std::get<Mamba3Config>(c.ssm), c.d_model, group(p + "mixer.")); break;
       case MixerKind::Mamba2: b.mixer = make_mamba2_grad<T>(std::get<Mamba2Config>(c.ssm), c.d_model, group(p + "mixer.")); break;
+      case MixerKind::Mamba1: b.mixer = make_mamba1_grad<T>(std::get<Mamba1Config>(c.ssm), c.d_model, group(p + "mixer.")); break;
       case MixerKind::Attention: b.mixer = make_attention_grad<T>(c.attn, c.d_model, group(p + "mixer.")); break;
-      default: throw Error(std::string("training: ") + mixer_kind_name(c.layer_kind(i)) + " mixers have no backward yet");
     }
     if (c.d_intermediate > 0) {
       b.norm2 = norm(p + "norm2.");
