@@ -160,5 +160,31 @@ TEST(TrainLoop, ResumeIsBitIdenticalAndEvalReportsLoss) {
   EXPECT_NE(t.err.find("m3: error: " + tmp.file("bad.tokens") + ": not a valid token file"), std::string::npos) << t.err;
 }
 
+// A process killed (SIGKILL) while it saves every step leaves a checkpoint that loads and resumes.
+TEST(TrainLoop, KilledDuringSavesLeavesALoadableCheckpoint) {
+  test::TempDir tmp;
+  std::ofstream(tmp.file("cfg.json")) << kTinyConfig;
+  TokenData d;
+  for (int i = 0; i < 4096; ++i) d.tokens.push_back(i % 251);
+  d.doc_offsets = {0, 4096};
+  train::write_token_file(tmp.file("d.tokens"), d);
+  const std::string opts = " --data " + tmp.file("d.tokens") + " --batch 2 --seq-len 16 --total-steps 100000 --out " +
+                           tmp.file("out");
+  ASSERT_EQ(test::run_m3("train --config " + tmp.file("cfg.json") + opts + " --steps 1", tmp).code, 0);
+  for (const char* after : {"0.3", "0.7"}) {
+    const std::string cmd = "timeout -s KILL " + std::string(after) + " " + test::quote(test::m3_binary_dir() + "/m3") +
+                            " train" + opts + " --steps 100000 --save-every 1 --resume > /dev/null 2>&1";
+    const int status = std::system(cmd.c_str());
+    EXPECT_NE(status, 0) << "the run was meant to be killed";
+    const test::Result e = test::run_m3("eval " + tmp.file("out") + " --data " + tmp.file("d.tokens") + " --seq-len 16 --rows 2", tmp);
+    EXPECT_EQ(e.code, 0) << e.err;
+  }
+  SafetensorsFile st = SafetensorsFile::open(tmp.file("out/train_state.safetensors"));
+  const int64_t step = std::stoll(st.metadata().at("step"));
+  const test::Result r = test::run_m3("train" + opts + " --steps " + std::to_string(step + 1) + " --resume", tmp);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("step " + std::to_string(step + 1) + "/"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace m3

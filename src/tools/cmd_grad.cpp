@@ -2,7 +2,7 @@
 // cross-entropy of input_ids [batch, len] (positions 0…len−2 of every row, softmax over all
 // vocab_padded logits, as ../shared/golden/README.md defines it) and its gradient with respect
 // to every parameter, written as `loss` and `grad.<name>`.
-#include <cstring>
+#include <cstdio>
 
 #include "m3/error.h"
 #include "m3/model.h"
@@ -43,26 +43,11 @@ void add_grad_command(CLI::App& app) {
   cmd->add_option("--output", a->output, "safetensors file to write `loss` and `grad.<parameter>`")->required();
   cmd->add_flag("--f64", a->f64, "compute and write in float64 (default float32)");
   cmd->callback([a] {
-    SafetensorsFile in = SafetensorsFile::open(a->input);
-    Tensor ids = in.get("input_ids");
-    check(ids.shape.size() == 2 && ids.shape[1] >= 2,
-          a->input + ": input_ids must be [batch, len] with len >= 2, found " + shape_str(ids.shape));
-    check(ids.dtype == DType::I64 || ids.dtype == DType::I32,
-          a->input + ": input_ids must be I64 or I32, found " + dtype_name(ids.dtype));
     Model m = Model::load(a->dir);
-    const int64_t B = ids.shape[0], L = ids.shape[1], V = m.config().vocab_padded();
-    std::vector<int32_t> tokens(size_t(B * L));
-    for (int64_t i = 0; i < B * L; ++i) {
-      int64_t v;
-      if (ids.dtype == DType::I64) std::memcpy(&v, static_cast<const char*>(ids.data) + i * 8, 8);
-      else {
-        int32_t v32;
-        std::memcpy(&v32, static_cast<const char*>(ids.data) + i * 4, 4);
-        v = v32;
-      }
-      check(v >= 0 && v < V, a->input + ": input_ids holds " + std::to_string(v) + ", outside [0, " + std::to_string(V) + ")");
-      tokens[size_t(i)] = int32_t(v);
-    }
+    const InputIds in = read_input_ids(a->input, m.config().vocab_padded());
+    check(in.len >= 2, a->input + ": input_ids needs at least 2 tokens per row for a next-token loss");
+    const int64_t B = in.batch, L = in.len;
+    const std::vector<int32_t>& tokens = in.tokens;
     if (a->f64) write_grads<double>(m, tokens, B, L, DType::F64, a->output);
     else write_grads<float>(m, tokens, B, L, DType::F32, a->output);
   });

@@ -3,6 +3,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "m3/device.h"
 
@@ -14,6 +15,13 @@ struct DeviceOptions {
   DeviceSpec spec() const { return parse_device(device, dtype); }
 };
 void add_device_options(CLI::App* cmd, DeviceOptions& o);
+
+// input_ids (int64 or int32, [batch, len]) of a safetensors file, each checked to be < vocab.
+struct InputIds {
+  int64_t batch, len;
+  std::vector<int32_t> tokens;
+};
+InputIds read_input_ids(const std::string& path, int64_t vocab);
 
 void add_info_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
