@@ -320,12 +320,14 @@ struct Mamba3Grad<T>::Impl {
                 dv[size_t(r * P + pq)] += gamma * gk;
                 pdv[size_t(r * P + pq)] = beta * gkp;
               }
-              for (int64_t m = 0; m < N; ++m) {
-                T gv = 0, gvp = 0;
-                for (int64_t pq = 0; pq < P; ++pq)
-                  gv += Gm[size_t(pq * N + m)] * vcur[size_t(r * P + pq)], gvp += Gm[size_t(pq * N + m)] * vprev[size_t(r * P + pq)];
-                dk[size_t(r * N + m)] += gamma * gv;
-                pdk[size_t(r * N + m)] = beta * gvp;
+              // Gᵀ v and Gᵀ v' row by row (contiguous in G).
+              T* gk_r = dk.data() + r * N;
+              T* gkp_r = pdk.data() + r * N;
+              std::fill(gkp_r, gkp_r + N, T(0));
+              for (int64_t pq = 0; pq < P; ++pq) {
+                const T* g = Gm.data() + pq * N;
+                const T gv = gamma * vcur[size_t(r * P + pq)], gvp = beta * vprev[size_t(r * P + pq)];
+                for (int64_t m = 0; m < N; ++m) gk_r[m] += gv * g[m], gkp_r[m] += gvp * g[m];
               }
             }
             for (auto& gv : Gm) gv *= a;
