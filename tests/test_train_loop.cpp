@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include "expect_error.h"
 #include "io/files.h"
@@ -14,6 +15,7 @@
 #include "m3/model.h"
 #include "run_m3.h"
 #include "temp_dir.h"
+#include "testing.h"
 #include "train/optimizer.h"
 #include "train/token_file.h"
 #include "train/trainer.h"
@@ -114,6 +116,29 @@ TEST(TrainLoop, LossFallsOnARepeatingSequence) {
   ASSERT_EQ(losses.size(), 30u);
   EXPECT_GT(losses.front(), 4.5);  // ≈ ln 256 at initialisation
   EXPECT_LT(losses.back(), std::log(7.0));  // better than the letters' frequencies alone
+}
+
+// Threads over the batch (one model replica per thread) train the same model as one thread, up to
+// float summation order.
+TEST(TrainLoop, ThreadsOverTheBatchMatchOneThread) {
+  test::TempDir tmp;
+  TokenData d;
+  for (int i = 0; i < 1024; ++i) d.tokens.push_back((i * 7 + i / 5) % 256);
+  d.doc_offsets = {0, 300, 1024};
+  train::write_token_file(tmp.file("d.tokens"), d);
+  const ModelConfig cfg = parse_model_config(nlohmann::json::parse(kTinyConfig), "tiny");
+  train::TrainOptions o;
+  o.data = tmp.file("d.tokens"), o.steps = 2, o.batch = 4, o.seq_len = 32;
+  std::vector<std::vector<double>> runs;
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    o.out = tmp.file("out" + std::to_string(threads));
+    train::train(cfg, Model::init(cfg, 2).parameters(), o, {}, {});
+    runs.push_back(test::to_f64(SafetensorsFile::open(o.out + "/model.safetensors").get("backbone.layers.0.mixer.in_proj.weight")));
+  }
+  omp_set_num_threads(saved);
+  EXPECT_LT(test::rel_err(runs[1], runs[0]), 1e-5);
 }
 
 TEST(TrainLoop, ResumeIsBitIdenticalAndEvalReportsLoss) {

@@ -6,6 +6,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "io/files.h"
 #include "m3/error.h"
 #include "train/grad_model.h"
@@ -115,6 +119,17 @@ double train(const ModelConfig& cfg, const NamedTensors& params, const TrainOpti
   }
 
   const int64_t rows_per_step = o.batch * o.accum;
+  // Threads over the batch: each micro-batch's rows are split between `workers` replicas of the
+  // model (the same parameters, their own activations and gradients), one per thread; losses and
+  // gradients are added in worker order, so a run is reproducible for a given thread count.
+  // Layers then run single-threaded inside each worker (OpenMP does not nest by default).
+  int64_t workers = 1;
+#ifdef _OPENMP
+  workers = std::min<int64_t>(o.batch, omp_get_max_threads());
+#endif
+  std::vector<GradModel<float>> replicas;
+  replicas.reserve(size_t(workers - 1));
+  for (int64_t w = 1; w < workers; ++w) replicas.emplace_back(cfg, params);
   int64_t epoch_cached = -1;
   std::vector<int64_t> order;
   auto rows_at = [&](int64_t first, int64_t count) {
@@ -136,13 +151,34 @@ double train(const ModelConfig& cfg, const NamedTensors& params, const TrainOpti
     g.zero_grad();
     std::vector<Rows> micro;
     double count = 0;
+    // micro[a · workers + w]: worker w's share of micro-batch a's rows (contiguous, in order).
     for (int64_t a = 0; a < o.accum; ++a) {
-      micro.push_back(make_rows(data, rows_at(step * rows_per_step + a * o.batch, o.batch), o.seq_len));
-      for (int32_t t : micro.back().targets) count += t >= 0;
+      const std::vector<int64_t> rows = rows_at(step * rows_per_step + a * o.batch, o.batch);
+      for (int64_t w = 0; w < workers; ++w) {
+        const auto r0 = rows.begin() + w * o.batch / workers, r1 = rows.begin() + (w + 1) * o.batch / workers;
+        micro.push_back(make_rows(data, std::vector<int64_t>(r0, r1), o.seq_len));
+        for (int32_t t : micro.back().targets) count += t >= 0;
+      }
     }
     check(count > 0, o.data + ": a batch has no next-token targets (documents of one token?)");
+    for (auto& r : replicas) {
+      for (size_t i = 0; i < r.values.size(); ++i) std::copy(g.values[i].begin(), g.values[i].end(), r.values[i].begin());
+      r.zero_grad();
+    }
+    std::vector<double> shard_loss(size_t(workers), 0.0);
+#pragma omp parallel for num_threads(int(workers)) schedule(static, 1) if (workers > 1)
+    for (int64_t w = 0; w < workers; ++w) {
+      GradModel<float>& m = w == 0 ? g : replicas[size_t(w - 1)];
+      for (int64_t a = 0; a < o.accum; ++a) {
+        const Rows& b = micro[size_t(a * workers + w)];
+        shard_loss[size_t(w)] += m.forward_backward(b.tokens, b.cu, b.targets, count);
+      }
+    }
     double loss = 0;
-    for (const Rows& b : micro) loss += g.forward_backward(b.tokens, b.cu, b.targets, count);
+    for (double l : shard_loss) loss += l;
+    for (const auto& r : replicas)
+      for (size_t i = 0; i < g.grads.size(); ++i)
+        for (size_t j = 0; j < g.grads[i].size(); ++j) g.grads[i][j] += r.grads[i][j];
     const double gnorm = clip_grad_norm(g.grads, o.clip);
     const double lr = sched.at(step);
     opt.update(g.values, g.grads, lr);
