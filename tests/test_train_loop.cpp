@@ -211,5 +211,17 @@ TEST(TrainLoop, KilledDuringSavesLeavesALoadableCheckpoint) {
   EXPECT_NE(r.out.find("step " + std::to_string(step + 1) + "/"), std::string::npos) << r.out;
 }
 
+// m3 task parity runs end to end (a few steps; the table itself is in bench/RESULTS.md) and names
+// a bad mixer.
+TEST(TrainLoop, ParityTaskRuns) {
+  test::TempDir tmp;
+  const test::Result r = test::run_m3("task parity --mixer mamba3-norope --steps 2 --batch 2 --train-len 8 --eval-lens 8 12 --eval-seqs 2", tmp);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("mamba3-norope parity length 12: accuracy"), std::string::npos) << r.out;
+  const test::Result bad = test::run_m3("task parity --mixer mamba9 --steps 1", tmp);
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("unknown mixer 'mamba9'"), std::string::npos) << bad.err;
+}
+
 }  // namespace
 }  // namespace m3

@@ -33,5 +33,6 @@ void add_grad_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_data_commands(CLI::App& app);  // data tokenize
+void add_task_commands(CLI::App& app);  // task parity
 
 }  // namespace m3::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   m3::cli::add_train_command(app);
   m3::cli::add_eval_command(app);
   m3::cli::add_data_commands(app);
+  m3::cli::add_task_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

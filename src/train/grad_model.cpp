@@ -120,6 +120,11 @@ const ModelConfig& GradModel<T>::config() const {
 }
 
 template <class T>
+const std::vector<T>& GradModel<T>::logits() const {
+  return impl_->logits;
+}
+
+template <class T>
 void GradModel<T>::zero_grad() {
   for (auto& g : grads) std::fill(g.begin(), g.end(), T(0));
 }

@@ -33,6 +33,8 @@ class GradModel {
   // gradient into grads. Returns the loss.
   double forward_backward(std::span<const int32_t> tokens, const std::vector<int64_t>& cu,
                           std::span<const int32_t> targets, double count = 0, bool backward = true);
+  // The logits [n_tokens, vocab_padded] of the last forward.
+  const std::vector<T>& logits() const;
   // The parameters as tensors of `dtype` (F32 or F64) under their checkpoint names; with grads,
   // the gradients instead, named "grad.<name>".
   NamedTensors tensors(DType dtype, bool grads = false) const;
