@@ -3,6 +3,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "m3/device.h"
 
@@ -15,6 +16,13 @@ struct DeviceOptions {
 };
 void add_device_options(CLI::App* cmd, DeviceOptions& o);
 
+// input_ids (int64 or int32, [batch, len]) of a safetensors file, each checked to be < vocab.
+struct InputIds {
+  int64_t batch, len;
+  std::vector<int32_t> tokens;
+};
+InputIds read_input_ids(const std::string& path, int64_t vocab);
+
 void add_info_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
@@ -23,5 +31,10 @@ void add_bench_command(CLI::App& app);
 void add_tokenize_commands(CLI::App& app);  // tokenize, detokenize, tokenizer train
 void add_convert_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_grad_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_data_commands(CLI::App& app);  // data tokenize
+void add_task_commands(CLI::App& app);  // task parity
 
 }  // namespace m3::cli

@@ -16,6 +16,11 @@ int main(int argc, char** argv) {
   m3::cli::add_tokenize_commands(app);
   m3::cli::add_convert_command(app);
   m3::cli::add_serve_command(app);
+  m3::cli::add_grad_command(app);
+  m3::cli::add_train_command(app);
+  m3::cli::add_eval_command(app);
+  m3::cli::add_data_commands(app);
+  m3::cli::add_task_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
