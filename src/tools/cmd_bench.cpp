@@ -13,12 +13,14 @@
 #include <random>
 #include <thread>
 
+#include "core/limits.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "m3/presets.h"
 #include "model/backend.h"
 #include "model/work.h"
 #include "tools/commands.h"
+#include "tools/flag_checks.h"
 
 namespace m3::cli {
 
@@ -49,9 +51,9 @@ void add_bench_command(CLI::App& app) {
   auto* d = cmd->add_option("DIR", a->dir, "checkpoint directory");
   auto* p = cmd->add_option("--preset", a->preset, "benchmark a randomly initialised preset instead of a checkpoint");
   d->excludes(p);
-  cmd->add_option("--prompt-len", a->prompt, "prefill length")->default_val(512)->check(CLI::PositiveNumber);
-  cmd->add_option("--decode-tokens", a->decode, "tokens to decode")->default_val(64)->check(CLI::PositiveNumber);
-  cmd->add_option("--reps", a->reps, "rounds, each printed; the fastest is reported against the ceilings measured around it")->default_val(5)->check(CLI::PositiveNumber);
+  cmd->add_option("--prompt-len", a->prompt, "prefill length")->default_val(512)->check(between(1, double(limits::kPromptTokens)));
+  cmd->add_option("--decode-tokens", a->decode, "tokens to decode")->default_val(64)->check(between(1, double(limits::kNewTokens)));
+  cmd->add_option("--reps", a->reps, "rounds, each printed; the fastest is reported against the ceilings measured around it")->default_val(5)->check(between(1, 1000));
   cmd->callback([a] {
     check(!a->dir.empty() || !a->preset.empty(), "give a checkpoint DIR or --preset NAME");
     const DeviceSpec spec = a->dev.spec();
