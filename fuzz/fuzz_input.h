@@ -39,18 +39,19 @@ class MemFile {
   std::string path_;
 };
 
-// A directory of this process's own under /dev/shm (tmpfs), created once, removed at exit.
+// A directory of this process's own under /dev/shm (tmpfs), created once, removed at exit. (The
+// name is never destroyed: the exit handler runs after static destructors registered later.)
 inline const std::string& scratch_dir() {
-  static const std::string dir = [] {
-    std::string pattern = "/dev/shm/m3_fuzz_XXXXXX";
-    if (!mkdtemp(pattern.data())) std::abort();
+  static const std::string* dir = [] {
+    auto* d = new std::string("/dev/shm/m3_fuzz_XXXXXX");
+    if (!mkdtemp(d->data())) std::abort();
     std::atexit([] {
       std::error_code ec;
       std::filesystem::remove_all(scratch_dir(), ec);
     });
-    return pattern;
+    return d;
   }();
-  return dir;
+  return *dir;
 }
 
 inline void write_file(const std::string& path, std::string_view bytes) {

@@ -34,7 +34,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const int64_t n = prefill ? std::atoll(prefill) : 0;
   m3::SequenceState s = model().new_state();
   if (n > 0) {
-    std::vector<int32_t> tokens(size_t(n));
+    std::vector<int32_t> tokens(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) tokens[size_t(i)] = int32_t(i % 32);
     m3::SequenceState* sp = &s;
     const int64_t cu[2] = {0, n};

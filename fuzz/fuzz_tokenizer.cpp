@@ -14,8 +14,9 @@ constexpr std::string_view kSep = "\n#m3#\n";
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace m3::fuzz;
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  const auto [tokenizer_json, rest] = split(input, kSep);
-  const auto [config_json, text] = split(rest, kSep);
+  const auto parts = split(input, kSep);
+  const auto more = split(parts.second, kSep);
+  const std::string_view tokenizer_json = parts.first, config_json = more.first, text = more.second;
   const std::string dir = scratch_dir();
   write_file(dir + "/tokenizer.json", tokenizer_json);
   std::remove((dir + "/tokenizer_config.json").c_str());

@@ -75,9 +75,20 @@ def tokenizer_seeds(out):
         if path.endswith(".cases.json"):
             continue
         name = os.path.basename(path)[:-5]
-        with open(path, "rb") as f:
-            tok = f.read()
-        specials = [t["content"] for t in json.loads(tok).get("added_tokens") or [] if t.get("special")]
+        with open(path) as f:
+            j = json.load(f)
+        # A few hundred tokens keep every component and make inputs small (fast to mutate and
+        # run): the vocabulary's first ids, the added tokens, and the merges among them.
+        added = {t["id"] for t in j.get("added_tokens") or []}
+        vocab = {t: i for t, i in j["model"]["vocab"].items() if i < 300 or i in added}
+        merges = []
+        for m in j["model"].get("merges") or []:
+            left, right = m if isinstance(m, list) else m.split(" ", 1)
+            if left in vocab and right in vocab and left + right in vocab:
+                merges.append(m)
+        j["model"]["vocab"], j["model"]["merges"] = vocab, merges[:300]
+        tok = json.dumps(j, ensure_ascii=False).encode()
+        specials = [t["content"] for t in j.get("added_tokens") or [] if t.get("special")]
         config = json.dumps({"bos_token": specials[0], "eos_token": specials[-1]}).encode() if specials else b""
         cases_path = path[:-5] + ".cases.json"
         texts = []

@@ -14,7 +14,9 @@
 #include "expect_error.h"
 #include "io/input_ids.h"
 #include "m3/config.h"
+#include "m3/model.h"
 #include "m3/safetensors.h"
+#include "m3/state.h"
 #include "m3/tokenizer.h"
 #include "run_m3.h"
 #include "temp_dir.h"
@@ -218,6 +220,20 @@ TEST(Hardening, OmpExceptionsReachTheCaller) {
     });
   expect_error([&] { errors.rethrow(); }, {"iteration 3 failed"});
   EXPECT_LT(ran.load(), 1000);
+}
+
+// Found by fuzz_state: saving a fresh state of a model with attention copied its empty KV cache
+// from a null pointer (undefined behaviour; UBSan stops there). The round trip must hold.
+TEST(Hardening, FreshHybridStateRoundTrip) {
+  Model m = Model::load(test::golden("mamba3_siso_hybrid"));
+  const SequenceState fresh = m.new_state();
+  const auto tensors = state_to_tensors(fresh);
+  SequenceState restored = m.new_state();
+  state_from_tensors(restored, tensors, "fresh state");
+  EXPECT_EQ(restored.n_tokens, 0);
+  for (size_t i = 0; i < fresh.n_layers(); ++i)
+    for (const StateBuffer& b : restored.layer(i).buffers)
+      for (float v : b.data) ASSERT_EQ(v, 0.0f) << b.name;
 }
 
 // The test helpers themselves: sizes that differ never compare equal, and one wrong position

@@ -12,14 +12,20 @@ class OmpExceptions {
  public:
   template <class F>
   void run(F&& f) noexcept {
-    if (failed_.load(std::memory_order_relaxed)) return;
+    if (failed()) return;
     try {
       f();
     } catch (...) {
-#pragma omp critical(m3_omp_exceptions)
-      if (!first_) first_ = std::current_exception();
-      failed_.store(true, std::memory_order_relaxed);
+      capture();
     }
+  }
+  // The same without a lambda (clang 14 cannot capture in a lambda nested in an OpenMP region of
+  // a generic lambda): `if (!errors.failed()) try { ... } catch (...) { errors.capture(); }`.
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  void capture() noexcept {  // inside a catch block
+#pragma omp critical(m3_omp_exceptions)
+    if (!first_) first_ = std::current_exception();
+    failed_.store(true, std::memory_order_relaxed);
   }
   void rethrow() const {
     if (first_) std::rethrow_exception(first_);

@@ -317,7 +317,12 @@ void mamba3_scan_chunked(const Mamba3ScanDims& d, const Mamba3ScanInputs& in, co
     for (int64_t w = 0; w < work; ++w) {
       const int64_t i = w / d.H, h = w % d.H;
       const int64_t L = cu_seqlens[i + 1] - cu_seqlens[i];
-      if (L > 0) errors.run([&] { prefill_head<kR>(d, in, cu_seqlens[i], L, h, states[i], y, y_ld, chunk); });
+      if (L == 0 || errors.failed()) continue;
+      try {
+        prefill_head<kR>(d, in, cu_seqlens[i], L, h, states[i], y, y_ld, chunk);
+      } catch (...) {
+        errors.capture();
+      }
     }
   });
   errors.rethrow();
@@ -330,7 +335,8 @@ void mamba3_scan_step(const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64
   with_rank(R, [&]<int kR>() {
 #pragma omp parallel for schedule(static) if (n_seqs * d.H * P * N > kParallelWork)
     for (int64_t w = 0; w < n_seqs * d.H; ++w) {
-      errors.run([&] {
+      if (errors.failed()) continue;
+      try {
         const int64_t t = w / d.H, h = w % d.H;
         const Mamba3ScanState& st = states[t];
         Scratch& s = tls;
@@ -369,7 +375,9 @@ void mamba3_scan_step(const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64
         }
         for (int64_t r = 0; r < R; ++r) std::copy_n(k + r * N, N, st.k + (r * d.H + h) * N);
         std::copy_n(in.x + t * in.x_ld + h * P, P, st.v + h * P);
-      });
+      } catch (...) {
+        errors.capture();
+      }
     }
   });
   errors.rethrow();
