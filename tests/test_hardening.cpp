@@ -5,12 +5,14 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
 #include "core/limits.h"
 #include "core/omp_exceptions.h"
+#include "cpu/vec_math.h"
 #include "expect_error.h"
 #include "io/input_ids.h"
 #include "m3/config.h"
@@ -234,6 +236,32 @@ TEST(Hardening, FreshHybridStateRoundTrip) {
   for (size_t i = 0; i < fresh.n_layers(); ++i)
     for (const StateBuffer& b : restored.layer(i).buffers)
       for (float v : b.data) ASSERT_EQ(v, 0.0f) << b.name;
+}
+
+// Found by fuzz_state: a NaN in a state file reached exp_approx, whose float-to-int conversion of
+// NaN is undefined. State files with non-finite values are refused; the fast math helpers keep
+// NaN in, NaN out, and stay defined far outside their accuracy range (checked by the UBSan build).
+TEST(Hardening, NonFiniteStateRefused) {
+  Model m = Model::load(test::golden("mamba3_siso_hybrid"));
+  auto tensors = state_to_tensors(m.new_state());
+  Tensor* ssm = nullptr;
+  for (auto& [name, t] : tensors)
+    if (name == "layers.0.ssm") ssm = &t;
+  ASSERT_NE(ssm, nullptr);
+  ssm->f32()[5] = std::nanf("");
+  SequenceState s = m.new_state();
+  expect_error([&] { state_from_tensors(s, tensors, "state.safetensors"); },
+               {"state.safetensors", "'layers.0.ssm'", "nan at element 5"});
+  ssm->f32()[5] = INFINITY;
+  expect_error([&] { state_from_tensors(s, tensors, "state.safetensors"); }, {"'layers.0.ssm'", "inf at element 5"});
+}
+
+TEST(Hardening, FastMathOnNonFiniteInputs) {
+  EXPECT_TRUE(std::isnan(cpu::exp_approx(std::nanf(""))));
+  float s = 0, c = 0;
+  cpu::sincos_approx(std::nanf(""), s, c);
+  EXPECT_TRUE(std::isnan(s) && std::isnan(c));
+  for (float x : {1e30f, -1e30f, 3e9f}) cpu::sincos_approx(x, s, c);  // defined, whatever it gives
 }
 
 // The test helpers themselves: sizes that differ never compare equal, and one wrong position

@@ -1,6 +1,7 @@
 #include "m3/state.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <set>
@@ -144,6 +145,15 @@ void state_from_tensors(SequenceState& s, const std::vector<std::pair<std::strin
                                  ", expected " + shape_str(want));
       StateBuffer buf{b.name, x.shape, std::vector<float>(size_t(x.numel()))};
       if (!buf.data.empty()) std::memcpy(buf.data.data(), x.data, buf.data.size() * sizeof(float));
+      // No state a model computes from finite weights is infinite or NaN. (One pass without a
+      // branch per element; the position is looked up only when there is one to report.)
+      bool finite = true;
+      for (float v : buf.data) finite &= std::isfinite(v);
+      if (!finite) {
+        const auto bad = std::find_if(buf.data.begin(), buf.data.end(), [](float v) { return !std::isfinite(v); });
+        throw Error(source + ": state tensor '" + name + "' holds " + std::to_string(*bad) + " at element " +
+                    std::to_string(bad - buf.data.begin()));
+      }
       ls.buffers.push_back(std::move(buf));
     }
     layers.push_back(std::move(ls));
