@@ -16,7 +16,7 @@ else
   harnesses=()
   for f in fuzz/fuzz_*.cpp; do harnesses+=("$(basename "$f" .cpp)"); done
 fi
-ninja -C build-fuzz "${harnesses[@]}"
+ninja -C build-fuzz -j "$(nproc)" "${harnesses[@]}"
 python3 scripts/fuzz_seeds.py build-fuzz/seeds build-fuzz
 failed=0
 for h in "${harnesses[@]}"; do
