@@ -73,10 +73,10 @@ TEST(TokenizerErrors, MissingOrWrongModel) {
   expect_error(j, "model.vocab: expected an object");
   j = valid_tokenizer();
   j["model"]["vocab"]["c"] = "seven";
-  expect_error(j, "model.vocab[\"c\"]: expected a non-negative id");
+  expect_error(j, "model.vocab[\"c\"]: expected a token id");
   j = valid_tokenizer();
   j["model"]["vocab"]["c"] = -3;
-  expect_error(j, "expected a non-negative id");
+  expect_error(j, "token id -3 is outside [0, 4194304)");
   j = valid_tokenizer();
   j["model"]["dropout"] = 0.1;
   expect_error(j, "dropout");

@@ -10,19 +10,13 @@
 
 #include "m3/error.h"
 #include "m3/tokenizer.h"
+#include "temp_dir.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
 std::string data_path(const std::string& name) { return std::string(M3_TESTDATA_DIR) + "/tokenizer/" + name; }
-
-fs::path scratch_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("m3_tokenizer_test_" + name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
 
 void write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
 
@@ -43,7 +37,8 @@ std::string ids_line(const std::vector<int32_t>& ids) {
 }
 
 TEST(TokenizerConfig, BosEosAndChatTemplateFromConfig) {
-  const fs::path dir = scratch_dir("config");
+  const m3::test::TempDir tmp;  // unique, removed when the test ends
+  const fs::path dir = tmp.path();
   fs::copy_file(data_path("llama3.json"), dir / "tokenizer.json");
   write(dir / "tokenizer_config.json", R"({
     "bos_token": {"__type": "AddedToken", "content": "<|begin_of_text|>", "special": true},
@@ -201,7 +196,8 @@ TEST(TokenizerCli, TokenizeDetokenizeAndTrain) {
   EXPECT_EQ(run(m3 + " tokenize " + tok + " --text '" + text + "'"), ids_line(t.encode(text)));
   EXPECT_EQ(run(m3 + " tokenize " + tok + " --text '" + text + "' --no-special"), ids_line(t.encode(text, false)));
 
-  const fs::path dir = scratch_dir("cli");
+  const m3::test::TempDir tmp;
+  const fs::path dir = tmp.path();
   write(dir / "in.txt", "line one\n\tline two  \n");
   EXPECT_EQ(run(m3 + " tokenize " + tok + " --file " + (dir / "in.txt").string()),
             ids_line(t.encode("line one\n\tline two  \n")));

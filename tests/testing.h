@@ -21,17 +21,39 @@ inline std::vector<float> to_f32v(const Tensor& t) {
   return std::vector<float>(d.ptr<float>(), d.ptr<float>() + d.numel());
 }
 
-// ||a − b|| / ||b|| over the whole array.
+// ||a − b|| / ||b|| over the whole array; infinite when the sizes differ.
 template <class A, class B>
 double rel_err(const A& a, const B& b) {
+  if (a.size() != b.size()) return INFINITY;
   double num = 0, den = 0;
   for (size_t i = 0; i < b.size(); ++i) {
     double d = double(a[i]) - double(b[i]);
     num += d * d;
     den += double(b[i]) * double(b[i]);
   }
-  if (a.size() != b.size()) return INFINITY;
   return std::sqrt(num / std::max(den, 1e-300));
+}
+
+// max_row_err bound for float32 logits against the float64 reference: each position's worst
+// logit within 1e-4 of its row's largest magnitude (as rel_err's 1e-4, but per position).
+inline constexpr double kRowTolerance = 1e-4;
+
+// The worst row of a [n, row] array: max over rows of max |a − b| / max |b| within the row
+// (infinite when the sizes differ or do not split into rows). One L2 norm over a whole tensor
+// can hide a few wrong positions; this cannot.
+template <class A, class B>
+double max_row_err(const A& a, const B& b, size_t row) {
+  if (a.size() != b.size() || row == 0 || b.size() % row != 0) return INFINITY;
+  double worst = 0;
+  for (size_t r = 0; r < b.size(); r += row) {
+    double diff = 0, scale = 0;
+    for (size_t i = r; i < r + row; ++i) {
+      diff = std::max(diff, std::abs(double(a[i]) - double(b[i])));
+      scale = std::max(scale, std::abs(double(b[i])));
+    }
+    worst = std::max(worst, diff / std::max(scale, 1e-300));
+  }
+  return worst;
 }
 
 // The largest |value| of a float32 tensor (initialisation bounds).

@@ -1,5 +1,7 @@
 #include "m3/state.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <set>
@@ -101,7 +103,7 @@ std::vector<std::pair<std::string, Tensor>> state_to_tensors(const SequenceState
   for (size_t i = 0; i < s.n_layers(); ++i)
     for (const auto& b : s.layer(i).buffers) {
       Tensor t = Tensor::zeros(DType::F32, b.shape);
-      std::memcpy(t.data, b.data.data(), b.data.size() * sizeof(float));
+      std::copy(b.data.begin(), b.data.end(), t.f32());  // (an empty KV cache has no data pointer)
       r.emplace_back("layers." + std::to_string(i) + "." + b.name, t);
     }
   return r;
@@ -142,7 +144,16 @@ void state_from_tensors(SequenceState& s, const std::vector<std::pair<std::strin
       check(x.shape == want, source + ": state tensor '" + name + "' has shape " + shape_str(x.shape) +
                                  ", expected " + shape_str(want));
       StateBuffer buf{b.name, x.shape, std::vector<float>(size_t(x.numel()))};
-      std::memcpy(buf.data.data(), x.data, buf.data.size() * sizeof(float));
+      if (!buf.data.empty()) std::memcpy(buf.data.data(), x.data, buf.data.size() * sizeof(float));
+      // No state a model computes from finite weights is infinite or NaN. (One pass without a
+      // branch per element; the position is looked up only when there is one to report.)
+      bool finite = true;
+      for (float v : buf.data) finite &= std::isfinite(v);
+      if (!finite) {
+        const auto bad = std::find_if(buf.data.begin(), buf.data.end(), [](float v) { return !std::isfinite(v); });
+        throw Error(source + ": state tensor '" + name + "' holds " + std::to_string(*bad) + " at element " +
+                    std::to_string(bad - buf.data.begin()));
+      }
       ls.buffers.push_back(std::move(buf));
     }
     layers.push_back(std::move(ls));

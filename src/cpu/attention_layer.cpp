@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/omp_exceptions.h"
 #include "cpu/conv1d.h"
 #include "cpu/layers.h"
 #include "cpu/ops.h"
@@ -117,11 +118,14 @@ class AttentionLayer final : public Layer {
     const float scale = c_.softmax_scale > 0 ? float(c_.softmax_scale) : 1.0f / std::sqrt(float(Dh));
     const int64_t nblk = (L + kQueryBlock - 1) / kQueryBlock;
     const double flops = 4.0 * double(c_.num_heads) * double(L) * double(Lk) * double(Dh);  // QKᵀ and PV
+    OmpExceptions errors;  // a scratch buffer's bad_alloc
 #pragma omp parallel if (flops > kParallelFlops)
     {
-      std::vector<float> s(size_t(std::min(L, kQueryBlock) * Lk));
+      std::vector<float> s;
+      errors.run([&] { s.resize(size_t(std::min(L, kQueryBlock) * Lk)); });
 #pragma omp for schedule(dynamic, 1)
       for (int64_t w = 0; w < c_.num_heads * nblk; ++w) {
+        if (s.empty()) continue;  // its allocation failed
         const int64_t h = w / nblk, q0 = (w % nblk) * kQueryBlock, nq = std::min(kQueryBlock, L - q0);
         const int64_t kvh = h / (c_.num_heads / c_.num_heads_kv);
         const float* Q = qkv_.data() + (t0 + q0) * in_dim() + h * Dh;
@@ -146,6 +150,7 @@ class AttentionLayer final : public Layer {
                     V + kvh * Dh, int(Dkv), 0.0f, ctx_.data() + (t0 + q0) * ctx_dim() + h * Dh, int(ctx_dim()));
       }
     }
+    errors.rethrow();
   }
 
   AttnConfig c_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/omp_exceptions.h"
 #include "cpu/ops.h"
 
 namespace m3::cpu {
@@ -44,11 +45,14 @@ void causal_conv1d_fwd(float* out, int64_t ldo, const float* x, int64_t ldx, int
       conv_step<0>(out, x, C, w, bias, window, silu_out, W);
     return;
   }
+  OmpExceptions errors;  // a scratch buffer's bad_alloc
 #pragma omp parallel if (C * L > kParallelWork)
   {
-    std::vector<float> h(static_cast<size_t>(W + L));  // the window then this channel's new inputs
+    std::vector<float> h;  // the window then this channel's new inputs
+    errors.run([&] { h.resize(size_t(W + L)); });
 #pragma omp for schedule(static)
     for (int64_t c = 0; c < C; ++c) {
+      if (h.empty()) continue;  // its allocation failed
       std::copy_n(window + c * W, W, h.data());
       for (int64_t t = 0; t < L; ++t) h[size_t(W + t)] = x[t * ldx + c];
       const float* wc = w + c * W;
@@ -60,6 +64,7 @@ void causal_conv1d_fwd(float* out, int64_t ldo, const float* x, int64_t ldx, int
       std::copy_n(h.data() + L, W, window + c * W);
     }
   }
+  errors.rethrow();
 }
 
 }  // namespace m3::cpu

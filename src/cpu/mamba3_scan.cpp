@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "core/omp_exceptions.h"
 #include "cpu/ops.h"
 #include "cpu/vec_math.h"
 #include "m3/error.h"
@@ -170,7 +171,9 @@ template <int kR>
 void prefill_head(const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64_t t0, int64_t L, int64_t h,
                   const Mamba3ScanState& st, float* y, int64_t y_ld, int64_t chunk) {
   constexpr int kB = kBlock<kR>;
-  const int64_t R = d.R, N = d.N, P = d.P, Pp = round_up(P, kPB), C = round_up(chunk, kB);
+  // A chunk longer than the sequence is the sequence: the same single chunk, with scratch sized
+  // by the tokens there are rather than by config.json's chunk_size.
+  const int64_t R = d.R, N = d.N, P = d.P, Pp = round_up(P, kPB), C = round_up(std::min(chunk, L), kB);
   const int64_t tq = kR * N, tv = kR * Pp;  // per-token strides of the q̃, k̃ and v, u slots
   Scratch& s = tls;
   float* G = Scratch::fit(s.G, N * Pp);
@@ -308,62 +311,76 @@ void prefill_head(const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64_t t
 void mamba3_scan_chunked(const Mamba3ScanDims& d, const Mamba3ScanInputs& in, const int64_t* cu_seqlens,
                          int64_t n_seqs, const Mamba3ScanState* states, float* y, int64_t y_ld, int64_t chunk) {
   const int64_t work = n_seqs * d.H;
+  OmpExceptions errors;  // a scratch buffer's bad_alloc
   with_rank(d.R, [&]<int kR>() {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t w = 0; w < work; ++w) {
       const int64_t i = w / d.H, h = w % d.H;
       const int64_t L = cu_seqlens[i + 1] - cu_seqlens[i];
-      if (L > 0) prefill_head<kR>(d, in, cu_seqlens[i], L, h, states[i], y, y_ld, chunk);
+      if (L == 0 || errors.failed()) continue;
+      try {
+        prefill_head<kR>(d, in, cu_seqlens[i], L, h, states[i], y, y_ld, chunk);
+      } catch (...) {
+        errors.capture();
+      }
     }
   });
+  errors.rethrow();
 }
 
 void mamba3_scan_step(const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64_t n_seqs,
                       const Mamba3ScanState* states, float* y, int64_t y_ld) {
   const int64_t R = d.R, N = d.N, P = d.P;
+  OmpExceptions errors;  // a scratch buffer's bad_alloc
   with_rank(R, [&]<int kR>() {
 #pragma omp parallel for schedule(static) if (n_seqs * d.H * P * N > kParallelWork)
     for (int64_t w = 0; w < n_seqs * d.H; ++w) {
-      const int64_t t = w / d.H, h = w % d.H;
-      const Mamba3ScanState& st = states[t];
-      Scratch& s = tls;
-      float* q = Scratch::fit(s.q, kR * N);
-      float* k = Scratch::fit(s.k, kR * N);
-      float* v = Scratch::fit(s.v, kR * P);
-      float* vp = Scratch::fit(s.vprev, kR * P);
-      float* kp = Scratch::fit(s.kprev, kR * N);
-      float* cs = Scratch::fit(s.cs, d.S);
-      float* sn = Scratch::fit(s.sn, d.S);
-      // Padding ranks stay zero.
-      std::fill(q, q + kR * N, 0.0f), std::fill(k, k + kR * N, 0.0f), std::fill(kp, kp + kR * N, 0.0f);
-      std::fill(v, v + kR * P, 0.0f), std::fill(vp, vp + kR * P, 0.0f);
-      const float dt = in.dt.at(t, h), lam = sigmoid(in.trap.at(t, h));
-      const float alpha = exp_approx(in.adt.at(t, h)), beta = (1.0f - lam) * dt * alpha, gamma = lam * dt;
-      token_qk(d, in, t, h, st.angle + h * d.S, cs, sn, q, k);
-      token_v(d, in, in.x + t * in.x_ld + h * P, h, 1.0f, v, P);
-      token_v(d, in, st.v + h * P, h, beta, vp, P);
-      for (int64_t r = 0; r < R; ++r) std::copy_n(st.k + (r * d.H + h) * N, N, kp + r * N);
-      float* Hs = st.ssm + h * P * N;
-      // H_t = α H + Σ_r (β v_{t−1,r} k̃_{t−1,r}ᵀ + γ v_{t,r} k̃_{t,r}ᵀ), y_r = H q̃_r + D v_r (spec §4),
-      // a row at a time: the update, then the dot products while the row is in L1 (measured
-      // faster than one loop that also carries the reductions).
-      for (int64_t p = 0; p < P; ++p) {
-        float* row = Hs + p * N;
-        float bp[kR], gp[kR];
-        for (int r = 0; r < kR; ++r) bp[r] = vp[r * P + p], gp[r] = gamma * v[r * P + p];
+      if (errors.failed()) continue;
+      try {
+        const int64_t t = w / d.H, h = w % d.H;
+        const Mamba3ScanState& st = states[t];
+        Scratch& s = tls;
+        float* q = Scratch::fit(s.q, kR * N);
+        float* k = Scratch::fit(s.k, kR * N);
+        float* v = Scratch::fit(s.v, kR * P);
+        float* vp = Scratch::fit(s.vprev, kR * P);
+        float* kp = Scratch::fit(s.kprev, kR * N);
+        float* cs = Scratch::fit(s.cs, d.S);
+        float* sn = Scratch::fit(s.sn, d.S);
+        // Padding ranks stay zero.
+        std::fill(q, q + kR * N, 0.0f), std::fill(k, k + kR * N, 0.0f), std::fill(kp, kp + kR * N, 0.0f);
+        std::fill(v, v + kR * P, 0.0f), std::fill(vp, vp + kR * P, 0.0f);
+        const float dt = in.dt.at(t, h), lam = sigmoid(in.trap.at(t, h));
+        const float alpha = exp_approx(in.adt.at(t, h)), beta = (1.0f - lam) * dt * alpha, gamma = lam * dt;
+        token_qk(d, in, t, h, st.angle + h * d.S, cs, sn, q, k);
+        token_v(d, in, in.x + t * in.x_ld + h * P, h, 1.0f, v, P);
+        token_v(d, in, st.v + h * P, h, beta, vp, P);
+        for (int64_t r = 0; r < R; ++r) std::copy_n(st.k + (r * d.H + h) * N, N, kp + r * N);
+        float* Hs = st.ssm + h * P * N;
+        // H_t = α H + Σ_r (β v_{t−1,r} k̃_{t−1,r}ᵀ + γ v_{t,r} k̃_{t,r}ᵀ), y_r = H q̃_r + D v_r (spec §4),
+        // a row at a time: the update, then the dot products while the row is in L1 (measured
+        // faster than one loop that also carries the reductions).
+        for (int64_t p = 0; p < P; ++p) {
+          float* row = Hs + p * N;
+          float bp[kR], gp[kR];
+          for (int r = 0; r < kR; ++r) bp[r] = vp[r * P + p], gp[r] = gamma * v[r * P + p];
 #pragma omp simd
-        for (int64_t n = 0; n < N; ++n) {
-          float x = alpha * row[n];
-          for (int r = 0; r < kR; ++r) x += bp[r] * kp[r * N + n] + gp[r] * k[r * N + n];
-          row[n] = x;
+          for (int64_t n = 0; n < N; ++n) {
+            float x = alpha * row[n];
+            for (int r = 0; r < kR; ++r) x += bp[r] * kp[r * N + n] + gp[r] * k[r * N + n];
+            row[n] = x;
+          }
+          for (int64_t r = 0; r < R; ++r)
+            y[t * y_ld + (r * d.H + h) * P + p] = dot(row, q + r * N, N) + in.D[h] * v[r * P + p];
         }
-        for (int64_t r = 0; r < R; ++r)
-          y[t * y_ld + (r * d.H + h) * P + p] = dot(row, q + r * N, N) + in.D[h] * v[r * P + p];
+        for (int64_t r = 0; r < R; ++r) std::copy_n(k + r * N, N, st.k + (r * d.H + h) * N);
+        std::copy_n(in.x + t * in.x_ld + h * P, P, st.v + h * P);
+      } catch (...) {
+        errors.capture();
       }
-      for (int64_t r = 0; r < R; ++r) std::copy_n(k + r * N, N, st.k + (r * d.H + h) * N);
-      std::copy_n(in.x + t * in.x_ld + h * P, P, st.v + h * P);
     }
   });
+  errors.rethrow();
 }
 
 }  // namespace m3::cpu

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/omp_exceptions.h"
 #include "cpu/vec_math.h"
 
 namespace m3::cpu {
@@ -93,16 +94,20 @@ void selective_scan(int64_t D, int64_t N, const SelectiveScanInputs& in, const i
       return;
     }
   }
+  OmpExceptions errors;  // a scratch buffer's bad_alloc
 #pragma omp parallel if (n_tokens * D * N > kParallelWork)
   {
-    std::vector<float> h(static_cast<size_t>(N * kBlock)), a(static_cast<size_t>(N * kBlock));
+    std::vector<float> h, a;
+    errors.run([&] { h.resize(size_t(N * kBlock)), a.resize(size_t(N * kBlock)); });
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < n_seqs * nblk; ++item) {
       const int64_t i = item / nblk, c0 = (item % nblk) * kBlock;
       const int64_t t0 = cu_seqlens[i], L = cu_seqlens[i + 1] - t0;
-      if (L > 0) scan_block(N, in, t0, L, c0, std::min(kBlock, D - c0), ssm[i], y, y_ld, h.data(), a.data());
+      if (L > 0)
+        errors.run([&] { scan_block(N, in, t0, L, c0, std::min(kBlock, D - c0), ssm[i], y, y_ld, h.data(), a.data()); });
     }
   }
+  errors.rethrow();
 }
 
 }  // namespace m3::cpu

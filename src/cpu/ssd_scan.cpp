@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/omp_exceptions.h"
 #include "cpu/ops.h"
 #include "cpu/vec_math.h"
 
@@ -92,17 +93,19 @@ void scan_head(const SsdScanDims& d, const SsdScanInputs& in, int64_t t0, int64_
 
 void ssd_scan_chunked(const SsdScanDims& d, const SsdScanInputs& in, const int64_t* cu_seqlens, int64_t n_seqs,
                       float* const* ssm, float* y, int64_t y_ld, int64_t chunk) {
+  OmpExceptions errors;  // a scratch buffer's bad_alloc
 #pragma omp parallel
   {
     Scratch s;
-    s.resize(d, chunk);
+    errors.run([&] { s.resize(d, chunk); });
 #pragma omp for schedule(dynamic, 1)
     for (int64_t w = 0; w < n_seqs * d.H; ++w) {
       const int64_t i = w / d.H, h = w % d.H;
       const int64_t L = cu_seqlens[i + 1] - cu_seqlens[i];
-      if (L > 0) scan_head(d, in, cu_seqlens[i], L, h, ssm[i] + h * d.P * d.N, y, y_ld, chunk, s);
+      if (L > 0) errors.run([&] { scan_head(d, in, cu_seqlens[i], L, h, ssm[i] + h * d.P * d.N, y, y_ld, chunk, s); });
     }
   }
+  errors.rethrow();
 }
 
 void ssd_scan_step(const SsdScanDims& d, const SsdScanInputs& in, int64_t n_seqs, float* const* ssm, float* y,

@@ -38,7 +38,8 @@ inline float exp_approx(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  return p * std::bit_cast<float>((int32_t(n) + 127) << 23);
+  // A NaN x gives a NaN p; n is then replaced so that the conversion to int stays defined.
+  return p * std::bit_cast<float>((int32_t(n == n ? n : 0.0f) + 127) << 23);
 }
 
 // log(1 + y) for y ≥ 0 (finite), relative error < 3 ulp: with s = y / (2 + y) ∈ [0, 1),
@@ -84,7 +85,9 @@ inline void sincos_approx(float x, float& s, float& c) {
   const float r2 = r * r;
   const float sp = r + r * r2 * (-1.6666654611e-1f + r2 * (8.3321608736e-3f + r2 * -1.9515295891e-4f));
   const float cp = 1.0f - 0.5f * r2 + r2 * r2 * (4.166664568298827e-2f + r2 * (-1.388731625493765e-3f + r2 * 2.443315711809948e-5f));
-  const int32_t q = int32_t(j);
+  // Only the quadrant (q mod 4) matters; out-of-range or NaN j (x far outside the accuracy range,
+  // where s and c are no longer sin and cos anyway) must not reach an undefined conversion.
+  const int32_t q = int32_t(j > -1e9f && j < 1e9f ? j : 0.0f);
   const float s0 = (q & 1) ? cp : sp, c0 = (q & 1) ? sp : cp;
   s = (q & 2) ? -s0 : s0;
   c = ((q + 1) & 2) ? -c0 : c0;

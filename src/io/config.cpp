@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/limits.h"
 #include "io/files.h"
 #include "m3/error.h"
 
@@ -105,6 +106,12 @@ void in_range(int64_t v, int64_t lo, const std::string& what) {
         what + " must be in [" + std::to_string(lo) + ", 2^31 - 1], found " + std::to_string(v));
 }
 void positive(int64_t v, const std::string& what) { in_range(v, 1, what); }
+// chunk_size sets the CPU scans' per-thread scratch (limits::kChunkSize).
+void chunk_size(int64_t v, const std::string& what) {
+  positive(v, what);
+  check(v <= limits::kChunkSize, what + " " + std::to_string(v) + " exceeds the limit of " +
+                                     std::to_string(limits::kChunkSize) + " (kChunkSize, src/core/limits.h)");
+}
 void derived_width(double v, const std::string& what) {
   check(v <= kMaxWidth, what + " would be " + std::to_string(v) + ", more than 2^31 - 1");
 }
@@ -131,7 +138,7 @@ Mamba3Config parse_mamba3(Fields& f, int64_t d_model, const std::string& w) {
   positive(c.expand, w + ".expand");
   positive(c.headdim, w + ".headdim");
   positive(c.ngroups, w + ".ngroups");
-  positive(c.chunk_size, w + ".chunk_size");
+  chunk_size(c.chunk_size, w + ".chunk_size");
   if (c.is_mimo) positive(c.mimo_rank, w + ".mimo_rank");
   check(c.rope_fraction == 0.5 || c.rope_fraction == 1.0,
         w + ".rope_fraction must be 0.5 or 1.0, found " + num(c.rope_fraction));
@@ -179,8 +186,9 @@ Mamba2Config parse_mamba2(Fields& f, int64_t d_model, const std::string& w) {
   f.get("conv_bias", c.conv_bias);
   f.get("chunk_size", c.chunk_size);
   for (auto [v, n] : {std::pair{c.d_state, "d_state"}, {c.d_conv, "d_conv"}, {c.expand, "expand"},
-                      {c.headdim, "headdim"}, {c.ngroups, "ngroups"}, {c.chunk_size, "chunk_size"}})
+                      {c.headdim, "headdim"}, {c.ngroups, "ngroups"}})
     positive(v, w + "." + n);
+  chunk_size(c.chunk_size, w + ".chunk_size");
   derived_width(double(c.expand) * double(d_model), w + ": d_inner");
   c.d_inner = c.expand * d_model;
   if (c.d_ssm < 0) c.d_ssm = c.d_inner;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -22,5 +23,9 @@ MappedFile map_file(const std::string& path);
 
 // The parsed file; Error "PATH: cannot open" or "PATH: malformed JSON: ..." otherwise.
 nlohmann::json read_json_file(const std::string& path);
+// Error "SOURCE: JSON nested deeper than ..." when the arrays and objects of `text` nest deeper
+// than limits::kJsonDepth; called before parsing, so that nothing recursive (copies, dumps,
+// Sequence components) meets a deeper document. Malformed text is left to the parser.
+void check_json_depth(std::string_view text, const std::string& source);
 
 }  // namespace m3

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/limits.h"
 #include "io/files.h"
 #include "io/torch_checkpoint.h"
 #include "m3/error.h"
@@ -21,8 +22,6 @@ namespace m3 {
 
 namespace {
 
-// Headers larger than this are refused: real headers are kilobytes to a few megabytes.
-constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 // Bound on a shape's element count: its byte size (≤ 8 bytes an element) fits in int64.
 constexpr uint64_t kMaxElements = uint64_t(std::numeric_limits<int64_t>::max()) / 8;
 
@@ -44,7 +43,10 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
 
   uint64_t hlen = 0;
   std::memcpy(&hlen, base, 8);  // little-endian on every platform we build for
-  if (hlen > kMaxHeaderBytes) throw fail("header length " + std::to_string(hlen) + " exceeds the 100 MiB limit");
+  // Real headers are kilobytes to a few megabytes.
+  if (hlen > limits::kSafetensorsHeaderBytes)
+    throw fail("header length " + std::to_string(hlen) + " exceeds the limit of " +
+               std::to_string(limits::kSafetensorsHeaderBytes) + " bytes (kSafetensorsHeaderBytes, src/core/limits.h)");
   if (hlen > size - 8)
     throw fail("header length " + std::to_string(hlen) + " runs past the end of the file (" +
                std::to_string(size) + " bytes)");
@@ -60,6 +62,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
       duplicate = parsed.get<std::string>();
     return true;
   };
+  check_json_depth(std::string_view(base + 8, hlen), path + ": header");
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(base + 8, base + 8 + hlen, find_duplicate);
@@ -68,6 +71,9 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   }
   if (!duplicate.empty()) throw fail("header holds the key '" + duplicate + "' twice");
   if (!header.is_object()) throw fail("header is not a JSON object");
+  if (int64_t(header.size()) > limits::kSafetensorsTensors + 1)  // + __metadata__
+    throw fail("header lists " + std::to_string(header.size()) + " entries, more than the limit of " +
+               std::to_string(limits::kSafetensorsTensors) + " tensors (kSafetensorsTensors, src/core/limits.h)");
 
   f.data_ = base + 8 + hlen;
   const uint64_t data_size = size - 8 - hlen;

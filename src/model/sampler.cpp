@@ -11,7 +11,8 @@ namespace m3 {
 
 Sampler::Sampler(const SamplerOptions& o) : o_(o), rng_(o.seed) {
   check(o.top_k >= 0, "top_k must be >= 0");
-  check(o.temperature > 0 || o.top_k == 1, "temperature must be > 0 unless sampling greedily (top_k = 1)");
+  check((o.temperature > 0 && std::isfinite(o.temperature)) || o.top_k == 1,
+        "temperature must be finite and > 0 unless sampling greedily (top_k = 1)");
   check(o.top_p > 0 && o.top_p <= 1, "top_p must be in (0, 1]");
   check(o.min_p >= 0 && o.min_p <= 1, "min_p must be in [0, 1]");
   check(o.repetition_penalty > 0, "repetition_penalty must be > 0");

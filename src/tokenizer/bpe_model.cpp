@@ -13,8 +13,6 @@ namespace m3::tok {
 
 namespace {
 
-// Ids beyond this are rejected as corrupt rather than allocating a huge id table.
-constexpr int64_t kMaxId = int64_t{1} << 28;
 // Words shorter than this are cached (the tokenizers library's MAX_LENGTH).
 constexpr size_t kMaxCachedWordBytes = 256;
 constexpr size_t kCacheCapacity = 1 << 16;
@@ -66,9 +64,8 @@ BpeModel BpeModel::from_json(const Json& j, const std::string& where) {
   check(vocab.is_object(), where + ".vocab: expected an object of token -> id, found " + vocab.type_name());
   int64_t max_id = -1;
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    check(it->is_number_integer() && it->get<int64_t>() >= 0 && it->get<int64_t>() < kMaxId,
-          where + ".vocab[\"" + it.key() + "\"]: expected a non-negative id, found " + it->dump());
-    max_id = std::max(max_id, it->get<int64_t>());
+    // Bounded before the id table (sized by the largest id) is allocated.
+    max_id = std::max<int64_t>(max_id, token_id(*it, where + ".vocab[\"" + it.key() + "\"]"));
   }
   m.vocab_.reserve(vocab.size());
   m.id_to_token_.resize(static_cast<size_t>(max_id + 1));

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/omp_exceptions.h"
 #include "io/files.h"
 #include "m3/error.h"
 #include "m3/tokenizer.h"
@@ -43,12 +44,13 @@ StringMap<int64_t> count_words(const std::vector<std::string>& texts, const std:
   tok::StringSetMatcher special_matcher;
   for (size_t i = 0; i < specials.size(); ++i) special_matcher.add(specials[i], i);
   StringMap<int64_t> total;
+  OmpExceptions errors;  // bad_alloc, a regex over its match limit
 #pragma omp parallel
   {
     StringMap<int64_t> local;
     std::vector<tok::Segment> segs;
 #pragma omp for schedule(dynamic, 1)
-    for (size_t t = 0; t < texts.size(); ++t) {
+    for (size_t t = 0; t < texts.size(); ++t) errors.run([&] {
       const std::string text = tok::to_valid_utf8(texts[t]);
       std::vector<std::string_view> parts;
       size_t last = 0;
@@ -67,10 +69,13 @@ StringMap<int64_t> count_words(const std::vector<std::string>& texts, const std:
           ++it->second;
         }
       }
-    }
+    });
 #pragma omp critical
-    for (auto& [w, c] : local) total[w] += c;
+    errors.run([&] {
+      for (auto& [w, c] : local) total[w] += c;
+    });
   }
+  errors.rethrow();
   return total;
 }
 

@@ -1,5 +1,6 @@
 #include "tokenizer/json_fields.h"
 
+#include "core/limits.h"
 #include "m3/error.h"
 
 namespace m3::tok {
@@ -7,6 +8,17 @@ namespace m3::tok {
 namespace {
 std::string field_path(const std::string& where, const char* key) { return where + "." + key; }
 }  // namespace
+
+int32_t token_id(const Json& v, const std::string& where) {
+  check(v.is_number_integer(), where + ": expected a token id (an integer), found " + v.type_name());
+  // The parser keeps non-negative integers unsigned (up to 2^64 - 1), negative ones signed.
+  const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() < uint64_t(limits::kTokenIds)
+                                               : v.get<int64_t>() >= 0 && v.get<int64_t>() < limits::kTokenIds;
+  check(in_range, where + ": token id " + v.dump() + " is outside [0, " +
+                                               std::to_string(limits::kTokenIds) +
+                                               ") (limit kTokenIds, src/core/limits.h)");
+  return v.get<int32_t>();
+}
 
 void throw_expected_array(const std::string& where) { throw Error(where + ": expected an array"); }
 

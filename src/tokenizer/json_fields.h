@@ -18,6 +18,8 @@ std::string optional_string(const Json& obj, const char* key, const std::string&
                             const std::string& fallback = "");
 bool optional_bool(const Json& obj, const char* key, const std::string& where, bool fallback);
 int64_t optional_int(const Json& obj, const char* key, const std::string& where, int64_t fallback);
+// A token id: an integer in [0, limits::kTokenIds); the error names `where` and the limit.
+int32_t token_id(const Json& v, const std::string& where);
 // The "type" tag of a component object.
 std::string type_tag(const Json& obj, const std::string& where);
 

@@ -9,9 +9,8 @@ namespace {
 // ["<s>", 1] -> 1
 int32_t token_pair_id(const Json& j, const char* key, const std::string& where) {
   const Json& v = require_field(j, key, where);
-  check(v.is_array() && v.size() == 2 && v[1].is_number_integer(),
-        where + "." + key + ": expected [token, id], found " + v.dump());
-  return v[1].get<int32_t>();
+  check(v.is_array() && v.size() == 2, where + "." + key + ": expected [token, id], found " + v.dump());
+  return token_id(v[1], where + "." + key + "[1]");
 }
 
 PostProcessor from_template(const Json& j, const std::string& where) {
@@ -39,8 +38,7 @@ PostProcessor from_template(const Json& j, const std::string& where) {
     const Json& ids = require_field(specials[name], "ids", where + ".special_tokens." + name);
     check(ids.is_array(), where + ".special_tokens." + name + ".ids: expected an array");
     for (const Json& id : ids) {
-      check(id.is_number_integer(), where + ".special_tokens." + name + ".ids: expected integers");
-      (seen_sequence ? pp.suffix : pp.prefix).push_back(id.get<int32_t>());
+      (seen_sequence ? pp.suffix : pp.prefix).push_back(token_id(id, where + ".special_tokens." + name + ".ids"));
     }
   }
   check(seen_sequence, where + ".single: the template has no $A sequence");

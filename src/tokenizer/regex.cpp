@@ -3,6 +3,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "core/limits.h"
 #include "m3/error.h"
 #include "tokenizer/utf8.h"
 
@@ -24,8 +25,11 @@ constexpr const char* kHexSet = "0-9a-fA-F";
 struct MatchState {
   pcre2_match_data* data = pcre2_match_data_create(1, nullptr);
   pcre2_match_context* context = pcre2_match_context_create(nullptr);
-  pcre2_jit_stack* stack = pcre2_jit_stack_create(64 * 1024, 64 * 1024 * 1024, nullptr);
-  MatchState() { pcre2_jit_stack_assign(context, nullptr, stack); }
+  pcre2_jit_stack* stack = pcre2_jit_stack_create(64 * 1024, limits::kRegexJitStackBytes, nullptr);
+  MatchState() {
+    pcre2_jit_stack_assign(context, nullptr, stack);
+    pcre2_set_match_limit(context, limits::kRegexMatchSteps);
+  }
   ~MatchState() {
     pcre2_jit_stack_free(stack);
     pcre2_match_context_free(context);
@@ -91,6 +95,9 @@ std::string onig_to_pcre2(const std::string& p) {
 }
 
 Regex::Regex(const std::string& pattern) : pattern_(pattern) {
+  check(int64_t(pattern.size()) <= limits::kRegexPatternBytes,
+        "regex of " + std::to_string(pattern.size()) + " bytes exceeds the limit of " +
+            std::to_string(limits::kRegexPatternBytes) + " (kRegexPatternBytes, src/core/limits.h)");
   const std::string translated = onig_to_pcre2(pattern);
   int err = 0;
   PCRE2_SIZE err_offset = 0;

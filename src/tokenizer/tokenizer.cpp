@@ -35,6 +35,7 @@ struct Tokenizer::Impl {
 namespace {
 
 Json parse_json(std::string_view text, const std::string& source) {
+  check_json_depth(text, source);
   try {
     return Json::parse(text);
   } catch (const Json::parse_error& e) {
@@ -107,11 +108,12 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& so
 Tokenizer Tokenizer::load(const std::string& path) {
   namespace fs = std::filesystem;
   const fs::path p(path);
-  const fs::path file = fs::is_directory(p) ? p / "tokenizer.json" : p;
-  check(fs::exists(file), "tokenizer not found: " + file.string());
+  std::error_code ec;  // an unreadable path reads as "not found"
+  const fs::path file = fs::is_directory(p, ec) ? p / "tokenizer.json" : p;
+  check(fs::exists(file, ec), "tokenizer not found: " + file.string());
   Tokenizer t = from_json(read_file(file.string()), file.string());
   const fs::path config_path = file.parent_path() / "tokenizer_config.json";
-  if (fs::exists(config_path)) {
+  if (fs::exists(config_path, ec)) {
     const Json config = read_json_file(config_path.string());
     check(config.is_object(), config_path.string() + ": expected a JSON object");
     for (const auto& [key, slot] : {std::pair{"bos_token", &t.impl_->bos}, std::pair{"eos_token", &t.impl_->eos}}) {

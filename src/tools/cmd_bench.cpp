@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "core/limits.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "m3/presets.h"
@@ -23,6 +24,7 @@
 #include "model/backend.h"
 #include "model/work.h"
 #include "tools/commands.h"
+#include "tools/flag_checks.h"
 
 namespace m3::cli {
 
@@ -74,11 +76,11 @@ void add_bench_command(CLI::App& app) {
   auto* d = cmd->add_option("DIR", a->dir, "checkpoint directory");
   auto* p = cmd->add_option("--preset", a->preset, "benchmark a randomly initialised preset instead of a checkpoint");
   d->excludes(p);
-  cmd->add_option("--prompt-len", a->prompt, "prefill length of each sequence")->default_val(512)->check(CLI::PositiveNumber);
-  cmd->add_option("--decode-tokens", a->decode, "tokens to decode for each sequence")->default_val(64)->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", a->batch, "sequences prefilled in one forward call and decoded together")->default_val(1)->check(CLI::PositiveNumber);
-  cmd->add_option("--pass-tokens", a->pass_tokens, "token budget of one forward pass (default: the model's, 16384)")->check(CLI::PositiveNumber);
-  cmd->add_option("--reps", a->reps, "rounds, each printed; the fastest is reported against the ceilings measured around it")->default_val(5)->check(CLI::PositiveNumber);
+  cmd->add_option("--prompt-len", a->prompt, "prefill length of each sequence")->default_val(512)->check(between(1, double(limits::kPromptTokens)));
+  cmd->add_option("--decode-tokens", a->decode, "tokens to decode for each sequence")->default_val(64)->check(between(1, double(limits::kNewTokens)));
+  cmd->add_option("--batch", a->batch, "sequences prefilled in one forward call and decoded together")->default_val(1)->check(between(1, 65536));
+  cmd->add_option("--pass-tokens", a->pass_tokens, "token budget of one forward pass (default: the model's, 16384)")->check(between(1, double(limits::kPromptTokens)));
+  cmd->add_option("--reps", a->reps, "rounds, each printed; the fastest is reported against the ceilings measured around it")->default_val(5)->check(between(1, 1000));
   cmd->add_option("--json", a->json, "write the final figures to this JSON file");
   cmd->callback([a] {
     check(!a->dir.empty() || !a->preset.empty(), "give a checkpoint DIR or --preset NAME");

@@ -8,12 +8,15 @@
 #include <optional>
 #include <sstream>
 
+#include "core/limits.h"
+#include "io/files.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "m3/sampler.h"
 #include "m3/tokenizer.h"
 #include "model/model_text.h"
 #include "tools/commands.h"
+#include "tools/flag_checks.h"
 
 namespace m3::cli {
 
@@ -66,15 +69,37 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--no-special", a->no_special, "do not add the tokenizer's BOS/EOS tokens to the --prompt text");
   cmd->add_flag("--ignore-eos", a->ignore_eos,
                 "keep going past the EOS token (tokenizer_config.json's eos_token, config.json's eos_token_id)");
-  cmd->add_option("--max-new-tokens,-n", a->max_new, "tokens to generate")->default_val(64)->check(CLI::NonNegativeNumber);
-  cmd->add_option("--temperature", a->s.temperature, "sampling temperature")->default_val(1.0);
-  cmd->add_option("--top-k", a->s.top_k, "keep the k most likely tokens (1 = greedy, 0 = all)")->default_val(1);
-  cmd->add_option("--top-p", a->s.top_p, "nucleus probability")->default_val(1.0);
-  cmd->add_option("--min-p", a->s.min_p, "drop tokens below min_p x the top probability")->default_val(0.0);
-  cmd->add_option("--repetition-penalty", a->s.repetition_penalty, "penalty for tokens already seen")->default_val(1.0);
+  cmd->add_option("--max-new-tokens,-n", a->max_new, "tokens to generate")
+      ->default_val(64)
+      ->check(between(0, double(limits::kNewTokens)));
+  // Sampling: greedy unless asked otherwise. --temperature, --top-p or --min-p turn sampling on,
+  // and --top-k then defaults to 0 (all tokens); with --top-k 1 (greedy) they are an error, as
+  // they would change nothing.
+  auto* temperature = cmd->add_option("--temperature", a->s.temperature,
+                                      "sampling temperature (turns sampling on; default 1 when sampling)")
+                          ->check(between(0, 1e6, true));
+  auto* top_k = cmd->add_option("--top-k", a->s.top_k,
+                                "keep the k most likely tokens (1 = greedy, the default unless --temperature, "
+                                "--top-p or --min-p is given; 0 = all)")
+                    ->check(between(0, 2147483647));
+  auto* top_p = cmd->add_option("--top-p", a->s.top_p, "nucleus probability (turns sampling on)")
+                    ->default_val(1.0)
+                    ->check(between(0, 1, true));
+  auto* min_p = cmd->add_option("--min-p", a->s.min_p, "drop tokens below min_p x the top probability (turns sampling on)")
+                    ->default_val(0.0)
+                    ->check(between(0, 1));
+  cmd->add_option("--repetition-penalty", a->s.repetition_penalty, "penalty for tokens already seen")
+      ->default_val(1.0)
+      ->check(between(0, 1e6, true));
   cmd->add_option("--seed", a->s.seed, "random seed")->default_val(0);
   cmd->add_flag("--print-ids", a->ids_out, "print token ids instead of text");
-  cmd->callback([a] {
+  cmd->callback([a, temperature, top_k, top_p, min_p] {
+    if (temperature->count() || top_p->count() || min_p->count()) {
+      check(top_k->count() == 0 || a->s.top_k != 1,
+            "--top-k 1 is greedy decoding, which --temperature, --top-p and --min-p would not change; drop "
+            "--top-k 1 to sample");
+      if (top_k->count() == 0) a->s.top_k = 0;
+    }
     Model m = Model::load(a->dir, a->dev.spec());
     const int64_t V = m.config().vocab_size;
     const std::optional<Tokenizer> tok = load_model_tokenizer(a->dir, a->tokenizer, V);
@@ -88,6 +113,9 @@ void add_generate_command(CLI::App& app) {
       for (unsigned char c : a->prompt) prompt.push_back(c);
     }
     check(!prompt.empty(), "the prompt is empty: give --prompt or --prompt-ids");
+    check(int64_t(prompt.size()) <= limits::kPromptTokens,
+          "the prompt has " + std::to_string(prompt.size()) + " tokens, more than the limit of " +
+              std::to_string(limits::kPromptTokens) + " (kPromptTokens, src/core/limits.h)");
     for (int32_t t : prompt)
       check(t >= 0 && t < V, "prompt token " + std::to_string(t) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
     const std::vector<int32_t> stop = a->ignore_eos ? std::vector<int32_t>{} : model_eos_ids(a->dir, tok);

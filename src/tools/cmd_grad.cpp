@@ -4,6 +4,7 @@
 // to every parameter, written as `loss` and `grad.<name>`.
 #include <cstdio>
 
+#include "io/input_ids.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "tools/commands.h"
@@ -44,7 +45,7 @@ void add_grad_command(CLI::App& app) {
   cmd->add_flag("--f64", a->f64, "compute and write in float64 (default float32)");
   cmd->callback([a] {
     Model m = Model::load(a->dir);
-    const InputIds in = read_input_ids(a->input, m.config().vocab_padded());
+    const InputIds in = read_input_ids(SafetensorsFile::open(a->input), m.config().vocab_padded());
     check(in.len >= 2, a->input + ": input_ids needs at least 2 tokens per row for a next-token loss");
     const int64_t B = in.batch, L = in.len;
     const std::vector<int32_t>& tokens = in.tokens;

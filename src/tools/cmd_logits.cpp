@@ -1,6 +1,7 @@
 // m3 logits DIR --input IN.safetensors --output OUT.safetensors: input_ids int64 or int32
 // [batch, len] → logits float32 [batch, len, vocab_padded], for checking a checkpoint against a
 // reference.
+#include "io/input_ids.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "tools/commands.h"
@@ -16,11 +17,12 @@ void add_logits_command(CLI::App& app) {
   cmd->add_option("--input", a->input, "safetensors file with input_ids (int64 or int32, [batch, len])")->required();
   cmd->add_option("--output", a->output, "safetensors file to write logits (float32 [batch, len, vocab_padded])")->required();
   cmd->callback([a] {
+    SafetensorsFile in = SafetensorsFile::open(a->input);
     Model m = Model::load(a->dir, a->dev.spec());
     const int64_t V = m.config().vocab_padded();
-    const InputIds in = read_input_ids(a->input, V);
-    const int64_t B = in.batch, L = in.len;
-    const std::vector<int32_t>& tokens = in.tokens;
+    const InputIds ids = read_input_ids(in, V);
+    const int64_t B = ids.batch, L = ids.len;
+    const std::vector<int32_t>& tokens = ids.tokens;
     std::vector<int64_t> cu(static_cast<size_t>(B + 1));
     for (int64_t b = 0; b <= B; ++b) cu[size_t(b)] = b * L;
     std::vector<SequenceState> states;

@@ -7,11 +7,13 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/limits.h"
 #include "io/files.h"
 #include "m3/error.h"
 #include "m3/safetensors.h"
 #include "m3/tokenizer.h"
 #include "tools/commands.h"
+#include "tools/flag_checks.h"
 
 namespace m3::cli {
 
@@ -46,7 +48,8 @@ void print_ids(const std::vector<int32_t>& ids) {
   std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
-std::vector<int32_t> parse_ids(const std::string& text) {
+// Ids outside the tokenizer's [0, vocab_size) are an error, not silently dropped text.
+std::vector<int32_t> parse_ids(const std::string& text, int32_t vocab_size) {
   std::vector<int32_t> ids;
   std::istringstream in(text);
   for (std::string word; in >> word;) {
@@ -57,7 +60,9 @@ std::vector<int32_t> parse_ids(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    check(used == word.size() && v >= INT32_MIN && v <= INT32_MAX, "'" + word + "' is not a token id");
+    check(used == word.size(), "'" + word + "' is not a token id");
+    check(v >= 0 && v < vocab_size, "token id " + word + " is outside the tokenizer's vocabulary [0, " +
+                                         std::to_string(vocab_size) + ")");
     ids.push_back(static_cast<int32_t>(v));
   }
   return ids;
@@ -65,6 +70,7 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 
 std::string json_line_string(const std::string& line) {
   try {
+    check_json_depth(line, "--jsonl");
     const Json j = Json::parse(line);
     check(j.is_string(), "--jsonl: expected a JSON string per line, found " + std::string(j.type_name()));
     return j.get<std::string>();
@@ -116,13 +122,13 @@ void add_detokenize(CLI::App& app) {
     for (const std::string& id : o->ids) input += id + " ";
     if (!o->file.empty()) input += read_input(o->file);
     if (!o->jsonl) {
-      const std::string text = tok.decode(parse_ids(input), !o->keep_special) + "\n";
+      const std::string text = tok.decode(parse_ids(input, tok.vocab_size()), !o->keep_special) + "\n";
       std::fwrite(text.data(), 1, text.size(), stdout);
       return;
     }
     std::istringstream in(input);
     for (std::string line; std::getline(in, line);) {
-      const std::string text = Json(tok.decode(parse_ids(line), !o->keep_special)).dump() + "\n";
+      const std::string text = Json(tok.decode(parse_ids(line, tok.vocab_size()), !o->keep_special)).dump() + "\n";
       std::fwrite(text.data(), 1, text.size(), stdout);
     }
   });
@@ -139,16 +145,20 @@ void add_train(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("--vocab-size", o->train.vocab_size, "vocabulary size, including 256 byte tokens and special tokens")
-      ->required();
+      ->required()
+      ->check(between(1, double(limits::kTokenIds)));
   cmd->add_option("--files", o->files, "UTF-8 text files to train on")->required();
   cmd->add_option("--output", o->output, "output directory (tokenizer.json + tokenizer_config.json) or .json file")
       ->required();
   cmd->add_option("--min-frequency", o->train.min_frequency, "minimum count of a pair to be merged")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(between(1, 9.2e18));
   cmd->add_option("--special-tokens", o->specials, "special tokens, given the first ids in order")->delimiter(',');
   cmd->add_option("--bos", o->bos, "BOS token: added before every encoded text (made special)");
   cmd->add_option("--eos", o->eos, "EOS token: recorded in tokenizer_config.json (made special)");
-  cmd->add_option("--max-token-bytes", o->train.max_token_bytes, "longest token, in bytes")->capture_default_str();
+  cmd->add_option("--max-token-bytes", o->train.max_token_bytes, "longest token, in bytes")
+      ->capture_default_str()
+      ->check(between(2, 1 << 20));
   cmd->callback([o] {
     namespace fs = std::filesystem;
     BpeTrainerOptions opt = o->train;

@@ -16,13 +16,6 @@ struct DeviceOptions {
 };
 void add_device_options(CLI::App* cmd, DeviceOptions& o);
 
-// input_ids (int64 or int32, [batch, len]) of a safetensors file, each checked to be < vocab.
-struct InputIds {
-  int64_t batch, len;
-  std::vector<int32_t> tokens;
-};
-InputIds read_input_ids(const std::string& path, int64_t vocab);
-
 void add_info_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
 void add_generate_command(CLI::App& app);

@@ -1,6 +1,9 @@
 // m3: the command-line tool. Parses arguments, runs one subcommand, prints library errors.
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <new>
+#include <nlohmann/json.hpp>
 
 #include "m3/error.h"
 #include "tools/commands.h"
@@ -27,6 +30,17 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const m3::Error& e) {
     std::fprintf(stderr, "m3: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    // Sizes from input files are bounded before allocating (src/core/limits.h); what is left is
+    // a machine without the memory the model itself needs.
+    std::fprintf(stderr, "m3: error: out of memory\n");
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::fprintf(stderr, "m3: error: %s\n", e.what());  // names the path(s)
+    return 1;
+  } catch (const nlohmann::json::exception& e) {
+    std::fprintf(stderr, "m3: error: JSON: %s\n", e.what());
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "m3: internal error: %s\n", e.what());

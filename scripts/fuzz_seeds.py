@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the libFuzzer harnesses (fuzz/) under OUT/<harness>/, generated from
+the test data: tokenizers and texts of tests/data/tokenizer, config.json files of the golden
+checkpoints (re-serialised, and edited), and small safetensors files built here. Nothing is copied
+into the repository. Usage: scripts/fuzz_seeds.py OUT [FUZZ_BUILD_DIR] (the build dir's fuzz_state
+writes that harness's seed: a real decode state of its model)."""
+import glob
+import json
+import os
+import struct
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKENIZER_SEP = b"\n#m3#\n"  # fuzz/fuzz_tokenizer.cpp's kSep
+DTYPES = {"F64": ("d", 8), "F32": ("f", 4), "F16": ("e", 2), "BF16": ("H", 2), "I64": ("q", 8), "I32": ("i", 4),
+          "I16": ("h", 2), "I8": ("b", 1), "U8": ("B", 1), "BOOL": ("?", 1)}
+
+
+def safetensors(tensors, metadata=None):
+    """tensors: [(name, dtype, shape, values)] -> the file's bytes."""
+    header, data = {}, b""
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, values in tensors:
+        fmt, _ = DTYPES[dtype]
+        blob = struct.pack("<%d%s" % (len(values), fmt), *values)
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(blob)]}
+        data += blob
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def write(out, harness, name, data):
+    d = os.path.join(out, harness)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def safetensors_seeds(out):
+    for dtype in DTYPES:
+        vals = [True, False, True, True] if dtype == "BOOL" else [0, 1, 2, 3] if dtype[0] in "IU" else [0.5, -1.0, 2.0, 0.0]
+        if dtype == "BF16":
+            vals = [0x3F80, 0xBF80, 0x4000, 0]
+        write(out, "fuzz_safetensors", dtype, safetensors([("w", dtype, [2, 2], vals)]))
+    write(out, "fuzz_safetensors", "several", safetensors(
+        [("a.weight", "F32", [3], [1.0, 2.0, 3.0]), ("b", "I64", [1, 2], [5, 6]), ("empty", "F32", [0, 4], [])],
+        {"format": "pt"}))
+
+
+def logits_input_seeds(out):
+    write(out, "fuzz_logits_input", "i64", safetensors([("input_ids", "I64", [2, 3], [1, 2, 3, 4, 5, 6])]))
+    write(out, "fuzz_logits_input", "i32", safetensors([("input_ids", "I32", [1, 4], [0, 9, 99, 999])]))
+
+
+def config_seeds(out):
+    golden = os.path.join(ROOT, "..", "shared", "golden")
+    for path in sorted(glob.glob(os.path.join(golden, "*", "config.json"))):
+        name = os.path.basename(os.path.dirname(path))
+        with open(path) as f:
+            c = json.load(f)
+        write(out, "fuzz_config", name, json.dumps(c))
+        # Edits that reach the range checks: a huge width, a zero, a wrong type.
+        for key in ("d_model", "hidden_size", "n_layer", "num_hidden_layers"):
+            if key in c:
+                write(out, "fuzz_config", name + "." + key + ".big", json.dumps({**c, key: 2**31}))
+                write(out, "fuzz_config", name + "." + key + ".zero", json.dumps({**c, key: 0}))
+                write(out, "fuzz_config", name + "." + key + ".str", json.dumps({**c, key: "16"}))
+
+
+def tokenizer_seeds(out):
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests", "data", "tokenizer", "*.json"))):
+        if path.endswith(".cases.json"):
+            continue
+        name = os.path.basename(path)[:-5]
+        with open(path) as f:
+            j = json.load(f)
+        # A few hundred tokens keep every component and make inputs small (fast to mutate and
+        # run): the vocabulary's first ids, the added tokens, and the merges among them.
+        added = {t["id"] for t in j.get("added_tokens") or []}
+        vocab = {t: i for t, i in j["model"]["vocab"].items() if i < 300 or i in added}
+        merges = []
+        for m in j["model"].get("merges") or []:
+            left, right = m if isinstance(m, list) else m.split(" ", 1)
+            if left in vocab and right in vocab and left + right in vocab:
+                merges.append(m)
+        j["model"]["vocab"], j["model"]["merges"] = vocab, merges[:300]
+        tok = json.dumps(j, ensure_ascii=False).encode()
+        specials = [t["content"] for t in j.get("added_tokens") or [] if t.get("special")]
+        config = json.dumps({"bos_token": specials[0], "eos_token": specials[-1]}).encode() if specials else b""
+        cases_path = path[:-5] + ".cases.json"
+        texts = []
+        if os.path.exists(cases_path):
+            with open(cases_path) as f:
+                texts = [c["text"] for c in json.load(f)["cases"] if c["text"]][:40:8]
+        for i, text in enumerate(texts or ["hello world"]):
+            write(out, "fuzz_tokenizer", "%s.%d" % (name, i), tok + TOKENIZER_SEP + config + TOKENIZER_SEP + text.encode())
+
+
+def state_seeds(out, build):
+    exe = os.path.join(build, "fuzz", "fuzz_state") if build else ""
+    if not os.path.exists(exe):
+        print("fuzz_seeds: no %s; fuzz_state starts from an empty corpus" % (exe or "FUZZ_BUILD_DIR"))
+        return
+    d = os.path.join(out, "fuzz_state")
+    os.makedirs(d, exist_ok=True)
+    for k in (0, 1, 5):
+        env = dict(os.environ, M3_FUZZ_WRITE_STATE=os.path.join(d, "prefill%d" % k), M3_FUZZ_PREFILL=str(k))
+        subprocess.run([exe], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    out = sys.argv[1]
+    safetensors_seeds(out)
+    logits_input_seeds(out)
+    config_seeds(out)
+    tokenizer_seeds(out)
+    state_seeds(out, sys.argv[2] if len(sys.argv) > 2 else "")
+
+
+if __name__ == "__main__":
+    main()
