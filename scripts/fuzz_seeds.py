@@ -99,6 +99,19 @@ def tokenizer_seeds(out):
             write(out, "fuzz_tokenizer", "%s.%d" % (name, i), tok + TOKENIZER_SEP + config + TOKENIZER_SEP + text.encode())
 
 
+def request_seeds(out):
+    bodies = {
+        "completion": {"model": "m", "prompt": "def main():", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9,
+                       "stop": ["\n\n", "END"], "seed": 3, "n": 2, "logprobs": 2, "stream": True,
+                       "stream_options": {"include_usage": True}, "presence_penalty": 0.5, "frequency_penalty": 0.1},
+        "completion_ids": {"prompt": [1, 2, 3], "max_tokens": 4},
+        "chat": {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                 "max_completion_tokens": 8, "logprobs": True, "top_logprobs": 3, "stop": "x"},
+    }
+    for name, b in bodies.items():
+        write(out, "fuzz_request", name, json.dumps(b))
+
+
 def state_seeds(out, build):
     exe = os.path.join(build, "fuzz", "fuzz_state") if build else ""
     if not os.path.exists(exe):
@@ -119,6 +132,7 @@ def main():
     logits_input_seeds(out)
     config_seeds(out)
     tokenizer_seeds(out)
+    request_seeds(out)
     state_seeds(out, sys.argv[2] if len(sys.argv) > 2 else "")
 
 
