@@ -91,6 +91,8 @@ GradModel<T>::GradModel(const ModelConfig& c, const NamedTensors& params) : impl
   m.head = c.tie_embeddings ? m.emb : values[at("lm_head.weight")].data();
   m.g_head = c.tie_embeddings ? m.g_emb : grads[at("lm_head.weight")].data();
   m.norm_f = norm("backbone.norm_f.");
+  check(c.gated_mlp_hidden == 0 && !c.block_moe,
+        "training: the Hugging Face hybrids' block MLP and MoE have no backward yet (they run, but do not train)");
   for (int64_t i = 0; i < c.n_layer; ++i) {
     const std::string p = "backbone.layers." + std::to_string(i) + ".";
     typename Impl::Block b;
@@ -100,6 +102,11 @@ GradModel<T>::GradModel(const ModelConfig& c, const NamedTensors& params) : impl
       case MixerKind::Mamba2: b.mixer = make_mamba2_grad<T>(std::get<Mamba2Config>(c.ssm), c.d_model, group(p + "mixer.")); break;
       case MixerKind::Mamba1: b.mixer = make_mamba1_grad<T>(std::get<Mamba1Config>(c.ssm), c.d_model, group(p + "mixer.")); break;
       case MixerKind::Attention: b.mixer = make_attention_grad<T>(c.attn, c.d_model, group(p + "mixer.")); break;
+      case MixerKind::Mlp:
+      case MixerKind::Moe:
+      case MixerKind::AttentionMamba2:
+        throw Error(std::string("training: layer ") + std::to_string(i) + " is " + mixer_kind_name(c.layer_kind(i)) +
+                    ", which has no backward yet (Hugging Face hybrid layers run, but do not train)");
     }
     if (c.d_intermediate > 0) {
       b.norm2 = norm(p + "norm2.");
