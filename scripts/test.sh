@@ -33,7 +33,9 @@ if [ "${1:-}" != "--no-sanitize" ]; then
   echo "== ASan + UBSan build + tests"
   # Host code only: the CUDA backend was compiled above, its tests need a GPU, and ASan does not
   # see device code (compute-sanitizer does, on the GPU machine: scripts/gpu.sh).
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DM3_WERROR=ON -DM3_SANITIZE=ON -DM3_BENCH=OFF \
+  # -O1 -g1: sanitizer reports keep function names and lines; the build takes a third less time.
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+    -DM3_WERROR=ON -DM3_SANITIZE=ON -DM3_BENCH=OFF \
     -DM3_CUDA=OFF >/dev/null
   ninja -C build-asan m3 m3_tests
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j "$jobs")
