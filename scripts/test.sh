@@ -33,7 +33,7 @@ if [ "${1:-}" != "--no-sanitize" ]; then
   echo "== ASan + UBSan build + tests"
   # Host code only: the CUDA backend was compiled above, its tests need a GPU, and ASan does not
   # see device code (compute-sanitizer does, on the GPU machine: scripts/gpu.sh).
-  # -O1 -g1: sanitizer reports keep function names and lines; the build takes a third less time.
+  # -O1 -g1: sanitizer reports keep function names and lines, for less build time than -O2 -g.
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
     -DM3_WERROR=ON -DM3_SANITIZE=ON -DM3_BENCH=OFF \
     -DM3_CUDA=OFF >/dev/null
