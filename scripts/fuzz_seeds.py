@@ -112,6 +112,15 @@ def request_seeds(out):
         write(out, "fuzz_request", name, json.dumps(b))
 
 
+def chat_template_seeds(out):
+    # The templates of tests/data/chat_template (written for this project, not copied).
+    d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "chat_template")
+    for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        if name.endswith(".jinja"):
+            with open(os.path.join(d, name), "rb") as f:
+                write(out, "fuzz_chat_template", name, f.read())
+
+
 def state_seeds(out, build):
     exe = os.path.join(build, "fuzz", "fuzz_state") if build else ""
     if not os.path.exists(exe):
@@ -133,6 +142,7 @@ def main():
     config_seeds(out)
     tokenizer_seeds(out)
     request_seeds(out)
+    chat_template_seeds(out)
     state_seeds(out, sys.argv[2] if len(sys.argv) > 2 else "")
 
 

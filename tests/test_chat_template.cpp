@@ -90,5 +90,14 @@ TEST(ChatTemplate, DeepNestingIsAnError) {
   EXPECT_EQ(jinja::Template("{{ ((((1)))) + -(-2) }}").render(nlohmann::ordered_json::object()), "3");
 }
 
+// Found by fuzz/fuzz_chat_template: `float` on text that is no number threw std::invalid_argument
+// out of the renderer; jinja2 gives the default (0.0) instead.
+TEST(ChatTemplate, FloatFilterOfNonNumberGivesItsDefault) {
+  const nlohmann::ordered_json none = nlohmann::ordered_json::object();
+  EXPECT_EQ(jinja::Template("{{ 'abc' | float }}").render(none), "0.0");
+  EXPECT_EQ(jinja::Template("{{ 'abc' | float(2.5) }}").render(none), "2.5");
+  EXPECT_EQ(jinja::Template("{{ '1.5' | float }}").render(none), "1.5");
+}
+
 }  // namespace
 }  // namespace m3::serve

@@ -250,8 +250,9 @@ Value attribute_path(const Value& v, const std::string& path) {
   while (i <= path.size()) {
     const size_t dot = std::min(path.find('.', i), path.size());
     const std::string part = path.substr(i, dot - i);
-    cur = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit) ? index(cur, Value::integer(std::stoll(part)))
-                                                                            : index(cur, Value::string(part));
+    // Digits past int64 (a stoll overflow) are looked up as a string key instead.
+    const bool numeric = !part.empty() && part.size() < 19 && std::all_of(part.begin(), part.end(), ::isdigit);
+    cur = numeric ? index(cur, Value::integer(std::stoll(part))) : index(cur, Value::string(part));
     i = dot + 1;
   }
   return cur;

@@ -396,7 +396,15 @@ class Renderer {
       }
       return x.is_number() ? Value::integer(to_int(x)) : arg(a, kw, 0, "default", Value::integer(0));
     }
-    if (name == "float") return x.is_number() ? Value::real(x.number()) : Value::real(std::stod(str(x)));
+    if (name == "float") {
+      // jinja2: the value as a float, or the default (0.0) when it does not read as one.
+      if (x.is_number()) return Value::real(x.number());
+      try {
+        return Value::real(std::stod(str(x)));
+      } catch (const std::exception&) {
+        return arg(a, kw, 0, "default", Value::real(0.0));
+      }
+    }
     if (name == "abs") return x.kind == K::Float ? Value::real(std::fabs(x.f)) : Value::integer(std::abs(to_int(x)));
     if (name == "replace") return Value::string(replace_all(str(x), str(arg(a, kw, 0, "old")), str(arg(a, kw, 1, "new")),
                                                             a.size() > 2 ? to_int(a[2]) : -1));
