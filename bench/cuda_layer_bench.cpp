@@ -5,7 +5,11 @@
 //   mamba3_siso_prefill_bf16, mamba3_mimo4_prefill_bf16  the tensor-core scan that `--dtype bf16`
 //                        runs (cuda/mamba3_chunk_scan_bf16.h), SISO and MIMO rank 4;
 //   mamba3_siso_step     the Mamba-3 decode step (mamba3_scan_step), one token per sequence;
-//   mamba2_ssd_prefill   the Mamba-2 scan (cuda/ssd_scan.h).
+//   mamba2_ssd_prefill   the Mamba-2 scan (cuda/ssd_scan.h);
+//   gemv_IN_OUT, cublaslt_IN_OUT  a decode product y[T, OUT] = x[T, IN]·Wᵀ with a bf16 matrix at the
+//                        1.4B presets' shapes (in_proj, out_proj, lm_head): the weight-streaming
+//                        kernel linear_fwd runs at T = 1 (cuda/linear_gemv.h) and cuBLASLt on
+//                        the same inputs (linear_fwd_cublaslt, what it ran before); B is T.
 // Inputs are random (never zeros: zeros run faster than real data) in the layouts the functions
 // take; states live in pool-like buffers of slots (model/specs.h order), as StatePool keeps them.
 // Each case: kWarmup untimed calls, then the median over --reps repetitions, each timed with CUDA
@@ -27,6 +31,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -36,6 +41,8 @@
 #include "cuda/backend.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/linear.h"
+#include "cuda/weights.h"
 #include "cuda/mamba3_chunk_scan.h"
 #include "cuda/mamba3_chunk_scan_bf16.h"
 #include "cuda/mamba3_scan.h"
@@ -90,6 +97,7 @@ struct Result {
   double ms = 0;              // median per call
   double flops = 0, bytes = 0;  // the roofline's counts (no FLOPs for the step: it streams its state)
   bool step = false;
+  std::string streamed = "state";  // what a step-like case's bytes are
   double peak_flops = kPeakFlops;  // kPeakTensorFlops for tensor-core kernels
   double roofline_ms() const { return std::max(flops / peak_flops, bytes / kPeakBytes) * 1e3; }
   double mtok_s() const { return double(B * L) / ms / 1e3; }
@@ -105,7 +113,7 @@ std::string fmt(const char* f, double v) {
 
 std::string time_text(const Result& r) { return r.step ? fmt("%9.2f us", r.ms * 1e3) : fmt("%9.3f ms", r.ms); }
 std::string rate_text(const Result& r) {
-  return r.step ? fmt("%9.1f GB/s state", r.gb_s()) : fmt("%9.2f Mtok/s", r.mtok_s());
+  return r.step ? fmt("%9.1f GB/s ", r.gb_s()) + r.streamed : fmt("%9.2f Mtok/s", r.mtok_s());
 }
 std::string roofline_text(const Result& r) {
   return r.step ? fmt("%9.2f us", r.roofline_ms() * 1e3) : fmt("%9.3f ms", r.roofline_ms());
@@ -340,6 +348,44 @@ Result mamba3_step(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B) {
   return r;
 }
 
+// bytes = the matrix (2·in·out) + x (4·T·in) + y (4·T·out); matrices rotate like the other inputs.
+Result linear_decode(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t T, int64_t in, int64_t out,
+                     bool cublaslt) {
+  const double bytes = 2.0 * double(in * out) + 4.0 * double(T * (in + out));
+  const int64_t sets = rotation_sets(bytes);
+  std::vector<Matrix> W;
+  for (int64_t s = 0; s < sets; ++s) {
+    std::vector<uint16_t> host(size_t(in * out));
+    for (uint16_t& v : host) {  // bf16 of a uniform in ±1/sqrt(in), rounded down
+      const float f = rng.uniform(-1.0f, 1.0f) / std::sqrt(float(in));
+      uint32_t u;
+      std::memcpy(&u, &f, 4);
+      v = uint16_t(u >> 16);
+    }
+    Matrix m;
+    m.mem = upload(ctx, host);
+    m.data = m.mem.get();
+    m.bf16 = true;
+    m.rows = out;
+    m.cols = in;
+    W.push_back(m);
+  }
+  const auto x = random_device(ctx, rng, T * in, -1.0f, 1.0f);
+  const auto y = std::static_pointer_cast<float>(device_alloc(ctx, size_t(T * out) * sizeof(float)));
+  Result r{(cublaslt ? "cublaslt_" : "gemv_") + std::to_string(in) + "_" + std::to_string(out), T, 1};
+  r.step = true;
+  r.streamed = "weights";
+  r.ms = timer.median_ms(ctx, reps, kStepCalls, [&](int64_t c) {
+    const Matrix& m = W[size_t(c % sets)];
+    if (cublaslt)
+      linear_fwd_cublaslt(ctx, y.get(), x.get(), m, nullptr, T, in, out);
+    else
+      linear_fwd(ctx, y.get(), x.get(), m, nullptr, T, in, out);
+  });
+  r.bytes = bytes;
+  return r;
+}
+
 Result ssd_prefill(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, int64_t L) {
   const SsdScanDims dims{kH, kG, kP, kN};
   const int64_t T = B * L;
@@ -386,7 +432,7 @@ nlohmann::json to_json(const Result& r) {
                       {"roofline_ms", r.roofline_ms()},         {"of_roofline", r.roofline_ms() / r.ms}};
   if (r.step) {
     j["us"] = r.ms * 1e3;
-    j["state_gb_s"] = r.gb_s();
+    j[r.streamed + "_gb_s"] = r.gb_s();
   } else {
     j["mtok_s"] = r.mtok_s();
   }
@@ -441,6 +487,8 @@ int run(int argc, char** argv) {
   for (int64_t B : {1, 16, 128}) report(mamba3_step(ctx, timer, rng, reps, B));
   for (auto [B, L] : {std::pair<int64_t, int64_t>{1, 16384}, {1, 65536}, {8, 4096}})
     report(ssd_prefill(ctx, timer, rng, reps, B, L));
+  for (auto [in, out] : {std::pair<int64_t, int64_t>{2048, 8640}, {4096, 2048}, {2048, 50288}})
+    for (bool cublaslt : {false, true}) report(linear_decode(ctx, timer, rng, reps, 1, in, out, cublaslt));
 
   std::printf("\n== results (roofline: max(FLOP / %.0f TFLOP/s, bytes / %.2f TB/s))\n", kPeakFlops / 1e12,
               kPeakBytes / 1e12);

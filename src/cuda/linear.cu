@@ -10,6 +10,7 @@
 
 #include "cuda/check.h"
 #include "cuda/linear.h"
+#include "cuda/linear_gemv.h"
 
 namespace m3::cuda {
 
@@ -89,6 +90,16 @@ Plan make_plan(Context& ctx, bool bf16, int64_t T, int64_t in, int64_t out, int6
 
 void linear_fwd(Context& ctx, float* y, const float* x, const Matrix& W, const float* bias, int64_t T, int64_t in,
                 int64_t out, int64_t ldx, int64_t ldy) {
+  if (ldx < 0) ldx = in;
+  if (ldy < 0) ldy = out;
+  if (T > 0 && out > 0 && W.rows == out && W.cols == in && linear_bf16_gemv_fits(W, T, in))
+    linear_bf16_gemv(ctx, y, x, W, bias, in, out);
+  else
+    linear_fwd_cublaslt(ctx, y, x, W, bias, T, in, out, ldx, ldy);
+}
+
+void linear_fwd_cublaslt(Context& ctx, float* y, const float* x, const Matrix& W, const float* bias, int64_t T,
+                         int64_t in, int64_t out, int64_t ldx, int64_t ldy) {
   if (ldx < 0) ldx = in;
   if (ldy < 0) ldy = out;
   check(W.rows == out && W.cols == in, "linear_fwd: weight is " + std::to_string(W.rows) + "x" +

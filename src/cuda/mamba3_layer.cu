@@ -13,6 +13,7 @@
 #include "cuda/mamba3_chunk_scan.h"
 #include "cuda/mamba3_chunk_scan_bf16.h"
 #include "cuda/mamba3_scan.h"
+#include "cuda/pdl.cuh"
 #include "cuda/weights.h"
 #include "m3/error.h"
 #include "model/specs.h"
@@ -32,6 +33,8 @@ __global__ void mamba3_preprocess(const float* zx, int64_t ld, int64_t off_B, in
                                   int64_t off_A, int64_t n_vec, int64_t N, const float* B_norm, const float* C_norm,
                                   const float* dt_bias, float A_floor, int64_t H, float* kn, float* qn, float* dt,
                                   float* adt) {
+  pdl_trigger();
+  pdl_wait();
   const int64_t t = blockIdx.x;
   const float* row = zx + t * ld;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -61,6 +64,8 @@ __global__ void mamba3_preprocess(const float* zx, int64_t ld, int64_t off_B, in
 // rank r, head h at ys[t·R·H·P + (r·H + h)·P]; z: token t at zx[t·ld_zx].
 __global__ void mamba3_gate_out(const float* ys, const float* zx, int64_t ld_zx, int64_t T, int64_t H, int64_t P,
                                 int64_t R, const float* nw, const float* mz, const float* mo, float* o) {
+  pdl_trigger();
+  pdl_wait();
   const int64_t pair = int64_t(blockIdx.x) * kGateWarps + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (pair >= T * H) return;  // the whole warp
@@ -160,10 +165,9 @@ class Mamba3Layer final : public Layer {
     buf_.adt = adt_.get(ctx_, size_t(T * H));
     buf_.ys = ys_.get(ctx_, size_t(T * c_.rank() * c_.d_inner));
     linear_fwd(ctx_, buf_.zx, x, in_proj_, nullptr, T, d_model_, D_in);
-    mamba3_preprocess<<<unsigned(T), kPrepThreads, 0, ctx_.stream>>>(
-        buf_.zx, D_in, off_B(), off_C(), off_dt(), off_A(), bc_dim() / c_.d_state, c_.d_state, B_norm_.get(),
-        C_norm_.get(), dt_bias_.get(), float(c_.A_floor), H, buf_.kn, buf_.qn, buf_.dt, buf_.adt);
-    M3_CUDA_LAUNCH_CHECK();
+    launch_pdl(mamba3_preprocess, dim3(unsigned(T)), dim3(kPrepThreads), 0, ctx_.stream, buf_.zx, D_in, off_B(),
+               off_C(), off_dt(), off_A(), bc_dim() / c_.d_state, c_.d_state, B_norm_.get(), C_norm_.get(),
+               dt_bias_.get(), float(c_.A_floor), H, buf_.kn, buf_.qn, buf_.dt, buf_.adt);
   }
 
   Mamba3ScanInputs inputs() const {
@@ -196,10 +200,8 @@ class Mamba3Layer final : public Layer {
     buf_.o = o_.get(ctx_, size_t(T * DI));
     const int64_t blocks = (T * H + kGateWarps - 1) / kGateWarps;
     check(blocks <= INT_MAX, "Mamba-3 layer: " + std::to_string(T) + " tokens exceed one launch's grid");
-    mamba3_gate_out<<<unsigned(blocks), kGateWarps * 32, 0, ctx_.stream>>>(
-        buf_.ys, buf_.zx, c_.in_proj_dim(), T, H, c_.headdim, c_.rank(), norm_.get(), mimo_z_.get(), mimo_o_.get(),
-        buf_.o);
-    M3_CUDA_LAUNCH_CHECK();
+    launch_pdl(mamba3_gate_out, dim3(unsigned(blocks)), dim3(kGateWarps * 32), 0, ctx_.stream, buf_.ys, buf_.zx,
+               c_.in_proj_dim(), T, H, c_.headdim, c_.rank(), norm_.get(), mimo_z_.get(), mimo_o_.get(), buf_.o);
     linear_fwd(ctx_, y, buf_.o, out_proj_, nullptr, T, DI, d_model_);
   }
 

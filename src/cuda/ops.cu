@@ -3,6 +3,7 @@
 #include "cuda/check.h"
 #include "cuda/device_math.cuh"
 #include "cuda/ops.h"
+#include "cuda/pdl.cuh"
 #include "cuda/reduce.cuh"
 
 namespace m3::cuda {
@@ -29,6 +30,8 @@ __global__ void rmsnorm_rows(float* y, const float* x, const float* __restrict__
 // residual += add (if any); normed = RMSNorm or LayerNorm (b non-null) of residual.
 __global__ void add_norm_rows(float* __restrict__ residual, const float* __restrict__ add, float* __restrict__ normed,
                               const float* __restrict__ w, const float* __restrict__ b, int64_t D, float eps) {
+  pdl_trigger();  // the next product's weights start streaming (cuda/pdl.cuh)
+  pdl_wait();
   float* r = residual + blockIdx.x * D;
   float* o = normed + blockIdx.x * D;
   float s = 0, ss = 0;
@@ -91,8 +94,7 @@ void rmsnorm_fwd(Context& ctx, float* y, const float* x, const float* w, int64_t
 void add_norm_fwd(Context& ctx, float* residual, const float* add, float* normed, const float* w, const float* b,
                   int64_t T, int64_t D, float eps) {
   if (T <= 0) return;
-  add_norm_rows<<<grid_rows(T), kRowThreads, 0, ctx.stream>>>(residual, add, normed, w, b, D, eps);
-  M3_CUDA_LAUNCH_CHECK();
+  launch_pdl(add_norm_rows, dim3(grid_rows(T)), dim3(kRowThreads), 0, ctx.stream, residual, add, normed, w, b, D, eps);
 }
 
 void gated_rmsnorm_fwd(Context& ctx, float* out, const float* y, const float* z, const float* w, int64_t T, int64_t D,

@@ -422,6 +422,12 @@ std::vector<Case> all_cases() {
       {"Mamba3_MimoRank2ManyHeadsNarrowStep", Kind::Mamba3, 1152,
        json{{"d_state", 32}, {"headdim", 32}, {"is_mimo", true}, {"mimo_rank", 2}, {"chunk_size", 32}}},
       {"Mamba3_Siso130mShape", Kind::Mamba3, 128, json{{"d_state", 128}, {"headdim", 64}, {"chunk_size", 64}}},
+      // d_state 256: each lane of the decode step owns several vectors of a row, so its next loads
+      // move along the row before the next rows (src/cuda/mamba3_step.cu, pipelined at rank ≤ 2),
+      // which d_state ≤ 128 never does; rank 4 is not pipelined.
+      {"Mamba3_SisoState256", Kind::Mamba3, 64, json{{"d_state", 256}, {"headdim", 64}, {"chunk_size", 64}}},
+      {"Mamba3_MimoRank4State256", Kind::Mamba3, 64,
+       json{{"d_state", 256}, {"headdim", 64}, {"is_mimo", true}, {"mimo_rank", 4}, {"chunk_size", 16}}},
       // Headdim 64 with d_state 64 and 32: the other shapes of the bf16 tensor-core prefill
       // (src/cuda/mamba3_chunk_scan_bf16.cu), which the BF16 runs take.
       {"Mamba3_SisoHeaddim64State64RopeFullGroups2OutprojNorm", Kind::Mamba3, 128,

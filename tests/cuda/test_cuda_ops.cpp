@@ -17,6 +17,7 @@
 #include "cuda/backend.h"
 #include "cuda/conv1d.h"
 #include "cuda/linear.h"
+#include "cuda/linear_gemv.h"
 #include "cuda/ops.h"
 #include "cuda/weights.h"
 #include "cuda_testing.h"
@@ -128,6 +129,34 @@ TEST_F(CudaOps, LinearF32MatchesCpu) {
 TEST_F(CudaOps, LinearBF16MatchesCpuWithRoundedMatrix) {
   SCOPED_TRACE(test::seed_note(seed_));
   for (const LinearCase& k : linear_cases(rng_)) check_linear(Precision::BF16, k, rng_);
+}
+
+// One-row bf16 products (batch-1 decode, in a multiple of 8) go to the weight-streaming kernel of
+// cuda/linear_gemv.h; the same check as above, on the shapes it takes (the 1.4B preset's in_proj,
+// out_proj and lm_head, the largest x it stages, with and without bias, sizes drawn afresh).
+TEST_F(CudaOps, LinearBF16OneRowMatchesCpu) {
+  SCOPED_TRACE(test::seed_note(seed_));
+  std::vector<LinearCase> cases = {{1, 2048, 8640, 2048, 8640, false}, {1, 4096, 2048, 4096, 2048, true},
+                                   {1, 2048, 50288, 2048, 50288, false}, {1, 8, 5, 9, 5, true},
+                                   {1, 264, 1001, 270, 1003, true},    {1, 49152, 30, 49155, 31, false}};
+  for (int i = 0; i < 4; ++i) {
+    const int64_t in = 8 * test::random_int(rng_, 1, 700), out = test::random_int(rng_, 1, 5000);
+    cases.push_back({1, in, out, in, out, bool(i & 1)});
+  }
+  cuda::Context& ctx = cuda::context_of(*test::cuda_backend(Precision::BF16));
+  for (const LinearCase& k : cases) {
+    // The kernel really takes these (and linear_fwd's dispatch sends them there).
+    const cuda::Matrix probe = cuda::upload_matrix(ctx, Tensor::zeros(DType::F32, {k.out, k.in}));
+    ASSERT_TRUE(cuda::linear_bf16_gemv_fits(probe, k.T, k.in)) << k.str();
+    check_linear(Precision::BF16, k, rng_);
+  }
+  // And not these: two rows, in not a multiple of 8, x past its shared memory, an f32 matrix.
+  const cuda::Matrix m = cuda::upload_matrix(ctx, Tensor::zeros(DType::F32, {16, 64}));
+  EXPECT_FALSE(cuda::linear_bf16_gemv_fits(m, 2, 64));
+  EXPECT_FALSE(cuda::linear_bf16_gemv_fits(m, 1, 60));
+  EXPECT_FALSE(cuda::linear_bf16_gemv_fits(m, 1, 49152 + 8));
+  EXPECT_FALSE(cuda::linear_bf16_gemv_fits(
+      cuda::upload_matrix(cuda::context_of(f32()), Tensor::zeros(DType::F32, {16, 64})), 1, 64));
 }
 
 // ---- rmsnorm_fwd, gated_rmsnorm_fwd, silu_gate_fwd ---------------------------------------------
