@@ -5,7 +5,9 @@
 //   mamba3_siso_prefill_bf16, mamba3_mimo4_prefill_bf16  the tensor-core scan that `--dtype bf16`
 //                        runs (cuda/mamba3_chunk_scan_bf16.h), SISO and MIMO rank 4;
 //   mamba3_siso_step     the Mamba-3 decode step (mamba3_scan_step), one token per sequence;
-//   mamba2_ssd_prefill   the Mamba-2 scan (cuda/ssd_scan.h);
+//   mamba2_ssd_prefill   the Mamba-2 scan (cuda/ssd_scan.h, FP32, what `--dtype f32` runs);
+//   mamba2_ssd_prefill_bf16  the same on tensor cores through the Mamba-3 scan
+//                        (cuda/ssd_chunk_scan_bf16.h), what `--dtype bf16` runs;
 //   gemv_IN_OUT, cublaslt_IN_OUT  a decode product y[T, OUT] = x[T, IN]·Wᵀ with a bf16 matrix at the
 //                        1.4B presets' shapes (in_proj, out_proj, lm_head): the weight-streaming
 //                        kernel linear_fwd runs at T = 1 (cuda/linear_gemv.h) and cuBLASLt on
@@ -46,6 +48,7 @@
 #include "cuda/mamba3_chunk_scan.h"
 #include "cuda/mamba3_chunk_scan_bf16.h"
 #include "cuda/mamba3_scan.h"
+#include "cuda/ssd_chunk_scan_bf16.h"
 #include "cuda/ssd_scan.h"
 #include "m3/error.h"
 
@@ -386,7 +389,8 @@ Result linear_decode(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t T, 
   return r;
 }
 
-Result ssd_prefill(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, int64_t L) {
+// tensor_cores: the bf16 tensor-core form `--dtype bf16` runs (cuda/ssd_chunk_scan_bf16.h).
+Result ssd_prefill(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, int64_t L, bool tensor_cores) {
   const SsdScanDims dims{kH, kG, kP, kN};
   const int64_t T = B * L;
   const int64_t sets = rotation_sets(4.0 * (double(T) * (kH * kP + 2 * kG * kN + kH) + double(B) * kH * kP * kN));
@@ -403,7 +407,9 @@ Result ssd_prefill(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, in
   const auto slot = slot_ids(ctx, sets * B);
   const auto y = std::static_pointer_cast<float>(device_alloc(ctx, size_t(T * kH * kP) * sizeof(float)));
   const auto cu_dev = upload(ctx, offsets(B, L));
-  Result r{"mamba2_ssd_prefill", B, L};
+  Result r{tensor_cores ? "mamba2_ssd_prefill_bf16" : "mamba2_ssd_prefill", B, L};
+  if (tensor_cores) r.peak_flops = kPeakTensorFlops;
+  SsdChunkScanBf16 chunked;
   r.ms = timer.median_ms(ctx, reps, 1, [&](int64_t c) {
     const int64_t s = c % sets, t0 = s * T;
     const SsdScanInputs in{.x = x.get() + t0 * kH * kP,
@@ -419,7 +425,11 @@ Result ssd_prefill(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, in
                            .A = A.get(),
                            .D = D.get(),
                            .D_per_channel = false};
-    ssd_scan(ctx, dims, in, cu_dev.get(), B, ssm.get(), slot.get() + s * B, kH * kP * kN, y.get(), kH * kP);
+    if (tensor_cores)
+      chunked.prefill(ctx, dims, in, cu_dev.get(), T, B, ssm.get(), slot.get() + s * B, kH * kP * kN,
+                      int32_t(sets * B - 1), y.get(), kH * kP);
+    else
+      ssd_scan(ctx, dims, in, cu_dev.get(), B, ssm.get(), slot.get() + s * B, kH * kP * kN, y.get(), kH * kP);
   });
   r.flops = prefill_flops(T);
   r.bytes = ssd_prefill_bytes(B, T);
@@ -485,8 +495,9 @@ int run(int argc, char** argv) {
     for (auto [B, L] : {std::pair<int64_t, int64_t>{1, 4096}, {1, 16384}, {1, 65536}, {8, 4096}})
       report(mamba3_prefill_bf16(ctx, timer, rng, reps, B, L, R));
   for (int64_t B : {1, 16, 128}) report(mamba3_step(ctx, timer, rng, reps, B));
-  for (auto [B, L] : {std::pair<int64_t, int64_t>{1, 16384}, {1, 65536}, {8, 4096}})
-    report(ssd_prefill(ctx, timer, rng, reps, B, L));
+  for (bool tensor_cores : {false, true})
+    for (auto [B, L] : {std::pair<int64_t, int64_t>{1, 16384}, {1, 65536}, {8, 4096}})
+      report(ssd_prefill(ctx, timer, rng, reps, B, L, tensor_cores));
   for (auto [in, out] : {std::pair<int64_t, int64_t>{2048, 8640}, {4096, 2048}, {2048, 50288}})
     for (bool cublaslt : {false, true}) report(linear_decode(ctx, timer, rng, reps, 1, in, out, cublaslt));
 

@@ -3,7 +3,8 @@
 // conv window; the scan (cuda/ssd_scan: dt's softplus and clamp, the recurrence, y = S C + D x);
 // gated RMSNorm per group (over all of d_ssm for Hugging Face checkpoints, §5), or y ⊙ silu(z);
 // the d_mlp branch silu(z0) ⊙ x0 in front; out_proj. Decode is the same pipeline over one token
-// per sequence.
+// per sequence. Prefill under bf16 runs the scan on tensor cores (cuda/ssd_chunk_scan_bf16.h)
+// where it supports the dims.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -12,6 +13,7 @@
 #include "cuda/layers.h"
 #include "cuda/linear.h"
 #include "cuda/ops.h"
+#include "cuda/ssd_chunk_scan_bf16.h"
 #include "cuda/ssd_scan.h"
 #include "cuda/weights.h"
 #include "model/specs.h"
@@ -39,6 +41,7 @@ class Mamba2Layer final : public Layer {
     norm_w_ = f32_or_null("norm.weight");
     out_proj_ = upload_matrix(ctx, p.at("out_proj.weight"));
     out_bias_ = f32_or_null("out_proj.bias");
+    bf16_scan_ = ctx.precision == Precision::BF16 && ssd_chunk_scan_bf16_supported(dims(), c_.D_has_hdim);
   }
 
   // The CPU layer's line, character for character.
@@ -47,12 +50,16 @@ class Mamba2Layer final : public Layer {
 
   void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override {
     int64_t max_len = 0;
-    for (int64_t i = 0; i < pk.n_seqs(); ++i) max_len = std::max(max_len, pk.len(i));
-    run(x, y, pk.n_tokens(), pk.cu_dev, pk.n_seqs(), max_len, s);
+    int32_t max_slot = 0;
+    for (int64_t i = 0; i < pk.n_seqs(); ++i) {
+      max_len = std::max(max_len, pk.len(i));
+      max_slot = std::max(max_slot, s.slot[i]);
+    }
+    run(x, y, pk.n_tokens(), pk.cu_dev, pk.n_seqs(), max_len, s, bf16_scan_ ? max_slot : -1);
   }
 
   void step(const float* x, float* y, int64_t n, const StateBatch& s) override {
-    run(x, y, n, step_cu_.get(ctx_, n), n, 1, s);
+    run(x, y, n, step_cu_.get(ctx_, n), n, 1, s, -1);
   }
 
  private:
@@ -62,10 +69,13 @@ class Mamba2Layer final : public Layer {
   int64_t off_xbc() const { return off_z() + c_.d_ssm; }
   int64_t off_dt() const { return off_xbc() + c_.conv_dim(); }
 
+  SsdScanDims dims() const { return {c_.nheads, c_.ngroups, c_.headdim, c_.d_state}; }
+
   // T tokens of n_seqs sequences (rows cu[i]..cu[i+1], device offsets), the longest max_len;
   // state buffers s.buf[0] = conv [conv_dim, W], s.buf[1] = ssm [H, P, N] (model/specs.h).
+  // tensor_core_max_slot ≥ 0: the scan on tensor cores, the batch's slots at most this.
   void run(const float* x, float* y, int64_t T, const int64_t* cu, int64_t n_seqs, int64_t max_len,
-           const StateBatch& s) {
+           const StateBatch& s, int32_t tensor_core_max_slot) {
     if (T == 0) return;
     const int64_t D_in = c_.in_proj_dim(), CD = c_.conv_dim(), DI = c_.d_inner, DM = c_.d_mlp(), DS = c_.d_ssm;
     const int64_t GN = c_.ngroups * c_.d_state;
@@ -79,8 +89,11 @@ class Mamba2Layer final : public Layer {
                            .dt = zx + off_dt(), .dt_ld = D_in, .dt_bias = dt_bias_.get(),
                            .dt_min = float(c_.dt_limit_min), .dt_max = float(c_.dt_limit_max), .A = A_.get(),
                            .D = D_.get(), .D_per_channel = c_.D_has_hdim};
-    ssd_scan(ctx_, {c_.nheads, c_.ngroups, c_.headdim, c_.d_state}, in, cu, n_seqs, s.buf[1], s.slot_dev, s.stride[1],
-             ys, DS);
+    if (tensor_core_max_slot >= 0)
+      bf16_chunk_.prefill(ctx_, dims(), in, cu, T, n_seqs, s.buf[1], s.slot_dev, s.stride[1], tensor_core_max_slot, ys,
+                          DS);
+    else
+      ssd_scan(ctx_, dims(), in, cu, n_seqs, s.buf[1], s.slot_dev, s.stride[1], ys, DS);
     // o = [silu(z0) ⊙ x0 | GatedRMSNorm(y, z) or y ⊙ silu(z)] (spec §3.4–§3.5).
     float* o = o_.get(ctx_, size_t(T * DI));
     if (DM > 0) silu_gate_fwd(ctx_, o, zx + off_x0(), zx, T, DM, D_in, D_in, DI);
@@ -100,6 +113,8 @@ class Mamba2Layer final : public Layer {
   std::shared_ptr<float> in_bias_, conv_w_, conv_b_, dt_bias_, A_, D_, norm_w_, out_bias_;  // null: absent
   Scratch<float> zx_, xbc_, ys_, o_;  // [T, in_proj_dim], [T, conv_dim], [T, d_ssm], [T, d_inner]
   OneTokenOffsets step_cu_;
+  bool bf16_scan_ = false;  // prefill on tensor cores (bf16 precision, supported dims)
+  SsdChunkScanBf16 bf16_chunk_;
 };
 
 }  // namespace

@@ -452,6 +452,13 @@ std::vector<Case> all_cases() {
       {"Mamba2_OddConv3Groups4", Kind::Mamba2, 40,
        json{{"d_state", 21}, {"headdim", 10}, {"d_conv", 3}, {"ngroups", 4}, {"chunk_size", 16}}},
       {"Mamba2_130mShape", Kind::Mamba2, 128, json{{"d_state", 128}, {"headdim", 64}, {"chunk_size", 256}}},
+      // Headdim 64 with d_state 64 and 32 (and 128 above): the shapes whose BF16 prefill runs on
+      // tensor cores (src/cuda/ssd_chunk_scan_bf16.cu), with groups, dt_limit, the d_mlp branch.
+      {"Mamba2_Headdim64State64Groups2DtLimitNormBeforeGate", Kind::Mamba2, 128,
+       json{{"d_state", 64}, {"headdim", 64}, {"ngroups", 2}, {"dt_limit", {0.01, 0.5}}, {"norm_before_gate", true},
+            {"chunk_size", 64}}},
+      {"Mamba2_Headdim64State32DssmBias", Kind::Mamba2, 128,
+       json{{"d_state", 32}, {"headdim", 64}, {"d_ssm", 128}, {"bias", true}, {"chunk_size", 64}}},
       // Mamba-1 (spec/mamba1.md).
       {"Mamba1_Base", Kind::Mamba1, 64, json{{"d_state", 16}, {"d_conv", 4}}},
       {"Mamba1_OddBiasNoConvBiasConv3DtRank5", Kind::Mamba1, 37,
