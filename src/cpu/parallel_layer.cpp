@@ -1,9 +1,10 @@
-// Layers side by side (FalconH1's attention and Mamba-2, transformers' FalconH1DecoderLayer): each part runs on the
-// same input, their outputs are summed. Part k's state buffers follow those of parts 0..k−1.
+// Layers side by side (FalconH1's attention and Mamba-2, transformers' FalconH1DecoderLayer): each
+// part runs on the same input, their outputs are summed (model/parallel_parts.h).
 #include <vector>
 
 #include "cpu/layers.h"
 #include "cpu/ops.h"
+#include "model/parallel_parts.h"
 
 namespace m3::cpu {
 
@@ -12,19 +13,8 @@ namespace {
 class ParallelLayer final : public Layer {
  public:
   ParallelLayer(std::vector<std::unique_ptr<Layer>> parts, int64_t d_model) : parts_(std::move(parts)), d_(d_model) {}
-  std::string describe() const override {
-    std::string s;
-    for (const auto& p : parts_) s += (s.empty() ? "" : " || ") + p->describe();
-    return s;
-  }
-  LayerStateSpec state_spec() const override {
-    LayerStateSpec s;
-    for (const auto& p : parts_) {
-      const LayerStateSpec ps = p->state_spec();
-      s.insert(s.end(), ps.begin(), ps.end());
-    }
-    return s;
-  }
+  std::string describe() const override { return parallel_describe(parts_); }
+  LayerStateSpec state_spec() const override { return parallel_state_spec(parts_); }
   void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override {
     run(y, pk.n_tokens(), s, [&](Layer& l, float* out, const StateBatch& ps) { l.forward(x, out, pk, ps); });
   }
@@ -38,9 +28,7 @@ class ParallelLayer final : public Layer {
     size_t first = 0;
     for (size_t k = 0; k < parts_.size(); ++k) {
       const size_t nb = parts_[k]->state_spec().size();
-      StateBatch ps = s;
-      ps.buf.assign(s.buf.begin() + ptrdiff_t(first), s.buf.begin() + ptrdiff_t(first + nb));
-      ps.stride.assign(s.stride.begin() + ptrdiff_t(first), s.stride.begin() + ptrdiff_t(first + nb));
+      const StateBatch ps = state_part(s, first, nb);
       first += nb;
       if (k == 0) {
         run_part(*parts_[k], y, ps);

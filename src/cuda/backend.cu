@@ -205,16 +205,16 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Layer> make_gated_mlp(int64_t d, int64_t hidden, ParamMap p) override {
     return cuda::make_gated_mlp(ctx_, d, hidden, std::move(p));
   }
-  // The hybrids' own layers run on the CPU backend only so far.
-  std::unique_ptr<Layer> make_mlp(const MlpConfig&, int64_t, ParamMap) override { throw not_yet("relu2 MLP"); }
+  std::unique_ptr<Layer> make_mlp(const MlpConfig& c, int64_t d, ParamMap p) override {
+    return cuda::make_mlp(ctx_, c, d, std::move(p));
+  }
+  // Mixture-of-experts layers (Granite 4.0-H, NemotronH) run on the CPU backend only so far.
   std::unique_ptr<Layer> make_moe(const MoeConfig&, int64_t, ParamMap) override {
-    throw not_yet("mixture-of-experts");
+    throw Error(
+        "mixture-of-experts layers (Hugging Face hybrids) are not yet on CUDA: run this model with --device cpu");
   }
-  std::unique_ptr<Layer> make_parallel(std::vector<std::unique_ptr<Layer>>, int64_t) override {
-    throw not_yet("parallel attention + Mamba-2");
-  }
-  static Error not_yet(const std::string& what) {
-    return Error(what + " layers (Hugging Face hybrids) are not yet on CUDA: run this model with --device cpu");
+  std::unique_ptr<Layer> make_parallel(std::vector<std::unique_ptr<Layer>> parts, int64_t d) override {
+    return cuda::make_parallel(ctx_, std::move(parts), d);
   }
   std::unique_ptr<BlockNorm> make_norm(int64_t d, bool rms, float eps, ParamMap p) override {
     return std::make_unique<CudaBlockNorm>(ctx_, d, rms, eps, p);

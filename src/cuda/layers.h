@@ -3,6 +3,7 @@
 // as its CPU counterpart in cpu/layers.h, against which tests/test_cuda_layers.cpp checks it.
 #pragma once
 #include <memory>
+#include <vector>
 
 #include "cuda/context.h"
 #include "m3/config.h"
@@ -15,5 +16,7 @@ std::unique_ptr<Layer> make_mamba2(Context& ctx, const Mamba2Config& c, int64_t 
 std::unique_ptr<Layer> make_mamba1(Context& ctx, const Mamba1Config& c, int64_t d_model, ParamMap p);
 std::unique_ptr<Layer> make_attention(Context& ctx, const AttnConfig& c, int64_t d_model, ParamMap p);
 std::unique_ptr<Layer> make_gated_mlp(Context& ctx, int64_t d_model, int64_t hidden, ParamMap p);
+std::unique_ptr<Layer> make_mlp(Context& ctx, const MlpConfig& c, int64_t d_model, ParamMap p);
+std::unique_ptr<Layer> make_parallel(Context& ctx, std::vector<std::unique_ptr<Layer>> parts, int64_t d_model);
 
 }  // namespace m3::cuda

@@ -82,7 +82,33 @@ __global__ void silu_gate(float* out, const float* a, const float* b, int64_t T,
   }
 }
 
+__global__ void relu2(float* x, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const float r = fmaxf(x[i], 0.0f);
+    x[i] = r * r;
+  }
+}
+
+__global__ void add_into(float* y, const float* x, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    y[i] += x[i];
+}
+
+int grid_elems(int64_t n) { return int(std::min<int64_t>((n + 255) / 256, 65535 * 16)); }
+
 }  // namespace
+
+void relu2_fwd(Context& ctx, float* x, int64_t n) {
+  if (n <= 0) return;
+  relu2<<<grid_elems(n), 256, 0, ctx.stream>>>(x, n);
+  M3_CUDA_LAUNCH_CHECK();
+}
+
+void add_fwd(Context& ctx, float* y, const float* x, int64_t n) {
+  if (n <= 0) return;
+  add_into<<<grid_elems(n), 256, 0, ctx.stream>>>(y, x, n);
+  M3_CUDA_LAUNCH_CHECK();
+}
 
 void rmsnorm_fwd(Context& ctx, float* y, const float* x, const float* w, int64_t T, int64_t D, float eps, int64_t ldx,
                  int64_t ldy) {
@@ -112,8 +138,7 @@ void silu_gate_fwd(Context& ctx, float* out, const float* a, const float* b, int
                    int64_t ldb, int64_t ldo) {
   const int64_t n = T * D;
   if (n <= 0) return;
-  const int grid = int(std::min<int64_t>((n + 255) / 256, 65535 * 16));
-  silu_gate<<<grid, 256, 0, ctx.stream>>>(out, a, b, T, D, lda, ldb, ldo);
+  silu_gate<<<grid_elems(n), 256, 0, ctx.stream>>>(out, a, b, T, D, lda, ldb, ldo);
   M3_CUDA_LAUNCH_CHECK();
 }
 

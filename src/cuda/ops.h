@@ -25,4 +25,10 @@ void gated_rmsnorm_fwd(Context& ctx, float* out, const float* y, const float* z,
 void silu_gate_fwd(Context& ctx, float* out, const float* a, const float* b, int64_t T, int64_t D, int64_t lda,
                    int64_t ldb, int64_t ldo);
 
+// x[i] = max(x[i], 0)² for n contiguous values (the hybrids' squared-ReLU MLP).
+void relu2_fwd(Context& ctx, float* x, int64_t n);
+
+// y[i] += x[i] for n contiguous values.
+void add_fwd(Context& ctx, float* y, const float* x, int64_t n);
+
 }  // namespace m3::cuda

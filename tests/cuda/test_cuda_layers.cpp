@@ -4,7 +4,7 @@
 // Mamba-2 (groups, d_ssm < d_inner, no norm, norm before gate, Hugging Face's norm over all groups,
 // D per channel, biases, dt limits), Mamba-1 (biases, dt rank, FalconMamba's norms), MHA (GQA,
 // rotary rotate-half / interleaved / partial, conv, MLP branch, biases, causal or not, a scale)
-// and GatedMLP, at odd sizes and at the 130M presets' shapes, in F32 and BF16.
+// GatedMLP and the hybrids' squared-ReLU MLP, at odd sizes and at the 130M presets' shapes, in F32 and BF16.
 //
 // Each test draws fresh parameters, carried-in states (random values in every buffer, KV caches
 // with random past rows; one sequence fresh) and a packed batch of lengths 0, 1, 3, 7, c, c + 1,
@@ -39,13 +39,13 @@ namespace {
 
 using test::rows_near;
 
-enum class Kind { Mamba3, Mamba2, Mamba1, Attention, GatedMlp };
+enum class Kind { Mamba3, Mamba2, Mamba1, Attention, GatedMlp, Mlp };
 
 struct Case {
   std::string name;
   Kind kind;
   int64_t d_model;
-  nlohmann::json cfg;  // ssm_cfg (Mamba), attn_cfg (MHA) or {"hidden": n} (GatedMLP)
+  nlohmann::json cfg;  // ssm_cfg (Mamba), attn_cfg (MHA), {"hidden": n} (GatedMLP), {"hidden", "bias"} (MLP)
   // What the reference format cannot express, set after parsing.
   double bcdt_rms_eps = 0;  // > 0: Mamba-1 with FalconMamba's norms on δ, B and C (this epsilon)
   bool hf_norm = false;     // Mamba-2's gated norm over all of d_ssm with epsilon 1e-6 (Hugging Face)
@@ -63,6 +63,7 @@ struct LayerDef {
   Mamba1Config m1;
   AttnConfig attn;
   int64_t hidden = 0;
+  MlpConfig mlp;
 
   std::vector<ParamSpec> specs() const {
     switch (kind) {
@@ -71,6 +72,7 @@ struct LayerDef {
       case Kind::Mamba1: return mamba1_param_specs(m1, d_model, 2);
       case Kind::Attention: return attention_param_specs(attn, d_model, 2);
       case Kind::GatedMlp: return gated_mlp_param_specs(d_model, hidden, 2);
+      case Kind::Mlp: return mlp_param_specs(mlp, d_model, 2);
     }
     return {};
   }
@@ -81,6 +83,7 @@ struct LayerDef {
       case Kind::Mamba1: return be.make_mamba1(m1, d_model, std::move(p));
       case Kind::Attention: return be.make_attention(attn, d_model, std::move(p));
       case Kind::GatedMlp: return be.make_gated_mlp(d_model, hidden, std::move(p));
+      case Kind::Mlp: return be.make_mlp(mlp, d_model, std::move(p));
     }
     return nullptr;
   }
@@ -93,9 +96,13 @@ struct LayerDef {
 };
 
 LayerDef define(const Case& k) {
-  LayerDef d{k.kind, k.d_model, {}, {}, {}, {}, 0};
+  LayerDef d{k.kind, k.d_model, {}, {}, {}, {}, 0, {}};
   if (k.kind == Kind::GatedMlp) {
     d.hidden = k.cfg.at("hidden").get<int64_t>();
+    return d;
+  }
+  if (k.kind == Kind::Mlp) {
+    d.mlp = {k.cfg.at("hidden").get<int64_t>(), k.cfg.at("bias").get<bool>()};
     return d;
   }
   nlohmann::json j = {{"d_model", k.d_model}, {"n_layer", 2}, {"vocab_size", 16}};
@@ -489,6 +496,9 @@ std::vector<Case> all_cases() {
       {"GatedMlp", Kind::GatedMlp, 64, json{{"hidden", 128}}},
       {"GatedMlp_Odd", Kind::GatedMlp, 37, json{{"hidden", 100}}},
       {"GatedMlp_130mShape", Kind::GatedMlp, 768, json{{"hidden", 2048}}},
+      // The hybrids' squared-ReLU MLP (transformers' NemotronHMLP).
+      {"Mlp_Relu2", Kind::Mlp, 64, json{{"hidden", 160}, {"bias", false}}},
+      {"Mlp_Relu2OddBias", Kind::Mlp, 37, json{{"hidden", 101}, {"bias", true}}},
   };
 }
 
