@@ -208,10 +208,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<Layer> make_mlp(const MlpConfig& c, int64_t d, ParamMap p) override {
     return cuda::make_mlp(ctx_, c, d, std::move(p));
   }
-  // Mixture-of-experts layers (Granite 4.0-H, NemotronH) run on the CPU backend only so far.
-  std::unique_ptr<Layer> make_moe(const MoeConfig&, int64_t, ParamMap) override {
-    throw Error(
-        "mixture-of-experts layers (Hugging Face hybrids) are not yet on CUDA: run this model with --device cpu");
+  std::unique_ptr<Layer> make_moe(const MoeConfig& c, int64_t d, ParamMap p) override {
+    return cuda::make_moe(ctx_, c, d, std::move(p));
   }
   std::unique_ptr<Layer> make_parallel(std::vector<std::unique_ptr<Layer>> parts, int64_t d) override {
     return cuda::make_parallel(ctx_, std::move(parts), d);

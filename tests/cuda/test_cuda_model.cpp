@@ -110,7 +110,8 @@ struct Golden {
 void PrintTo(const Golden& g, std::ostream* os) { *os << g.name; }
 const Golden kGoldens[] = {{"mamba3_siso_hybrid", false}, {"mamba3_mimo_hybrid", false}, {"mamba2_hybrid", false},
                            {"mamba1_model", false},       {"hf_mamba1", true},           {"hf_mamba2", true},
-                           {"hf_falconmamba", true},      {"hf_falconh1", true}};
+                           {"hf_falconmamba", true},      {"hf_falconh1", true},         {"hf_nemotronh", true},
+                           {"hf_granitemoehybrid", true}};
 
 class CudaGolden : public test::CudaTestWithParam<std::tuple<Golden, Precision>> {};
 
