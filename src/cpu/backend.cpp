@@ -8,6 +8,7 @@
 #include "cpu/layers.h"
 #include "cpu/ops.h"
 #include "cpu/roofline.h"
+#include "model/parallel_layer.h"
 
 namespace m3::cpu {
 
@@ -140,7 +141,13 @@ class CpuBackend final : public Backend {
     return cpu::make_moe(c, d, std::move(p));
   }
   std::unique_ptr<Layer> make_parallel(std::vector<std::unique_ptr<Layer>> parts, int64_t d) override {
-    return cpu::make_parallel(std::move(parts), d);
+    auto tmp = std::make_shared<std::vector<float>>();
+    return make_parallel_layer(std::move(parts), d,
+                               {.scratch = [tmp](int64_t n) { return (tmp->resize(size_t(n)), tmp->data()); },
+                                .add = [](float* y, const float* x, int64_t n) {
+#pragma omp parallel for if (n > kParallelWork)
+                                  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+                                }});
   }
   std::unique_ptr<BlockNorm> make_norm(int64_t d, bool rms, float eps, ParamMap p) override {
     return std::make_unique<CpuBlockNorm>(d, rms, eps, std::move(p));

@@ -16,6 +16,5 @@ std::unique_ptr<Layer> make_gated_mlp(int64_t d_model, int64_t hidden, ParamMap 
 std::unique_ptr<Layer> make_mlp(const MlpConfig& c, int64_t d_model, ParamMap p);
 std::unique_ptr<Layer> make_moe(const MoeConfig& c, int64_t d_model, ParamMap p);
 // Layers side by side on the same input, their outputs summed; the state is theirs concatenated.
-std::unique_ptr<Layer> make_parallel(std::vector<std::unique_ptr<Layer>> parts, int64_t d_model);
 
 }  // namespace m3::cpu

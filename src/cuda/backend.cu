@@ -12,6 +12,7 @@
 #include "cuda/ops.h"
 #include "cuda/roofline.h"
 #include "cuda/weights.h"
+#include "model/parallel_layer.h"
 
 namespace m3::cuda {
 
@@ -212,7 +213,10 @@ class CudaBackend final : public Backend {
     return cuda::make_moe(ctx_, c, d, std::move(p));
   }
   std::unique_ptr<Layer> make_parallel(std::vector<std::unique_ptr<Layer>> parts, int64_t d) override {
-    return cuda::make_parallel(ctx_, std::move(parts), d);
+    auto tmp = std::make_shared<Scratch<float>>();
+    return make_parallel_layer(std::move(parts), d,
+                               {.scratch = [this, tmp](int64_t n) { return tmp->get(ctx_, size_t(n)); },
+                                .add = [this](float* y, const float* x, int64_t n) { add_fwd(ctx_, y, x, n); }});
   }
   std::unique_ptr<BlockNorm> make_norm(int64_t d, bool rms, float eps, ParamMap p) override {
     return std::make_unique<CudaBlockNorm>(ctx_, d, rms, eps, p);

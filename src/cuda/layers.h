@@ -18,6 +18,5 @@ std::unique_ptr<Layer> make_attention(Context& ctx, const AttnConfig& c, int64_t
 std::unique_ptr<Layer> make_gated_mlp(Context& ctx, int64_t d_model, int64_t hidden, ParamMap p);
 std::unique_ptr<Layer> make_mlp(Context& ctx, const MlpConfig& c, int64_t d_model, ParamMap p);
 std::unique_ptr<Layer> make_moe(Context& ctx, const MoeConfig& c, int64_t d_model, ParamMap p);
-std::unique_ptr<Layer> make_parallel(Context& ctx, std::vector<std::unique_ptr<Layer>> parts, int64_t d_model);
 
 }  // namespace m3::cuda
