@@ -197,6 +197,7 @@ class CudaBackend final : public Backend {
     return cuda::make_mamba2(ctx_, c, d, std::move(p));
   }
   std::unique_ptr<Layer> make_mamba1(const Mamba1Config& c, int64_t d, ParamMap p) override {
+    if (c.bcdt_norm_weight) throw not_yet("Jamba's Mamba-1 (weighted dt/B/C norms)");
     return cuda::make_mamba1(ctx_, c, d, std::move(p));
   }
   std::unique_ptr<Layer> make_attention(const AttnConfig& c, int64_t d, ParamMap p) override {
