@@ -131,6 +131,10 @@ TEST(HfHybridConfig, BambaAndJambaAsTransformersDefinesThem) {
   EXPECT_FALSE(std::get<Mamba2Config>(parse_checkpoint_layout(older, "b").config.ssm).norm_per_group);
   older["transformers_version"] = "5.23.0";
   EXPECT_TRUE(std::get<Mamba2Config>(parse_checkpoint_layout(older, "b").config.ssm).norm_per_group);
+  // IBM's configs record the rotary width, which BambaConfig does not read.
+  older = golden_config("data/hf_bamba");
+  older["attn_rotary_emb"] = 4;
+  EXPECT_EQ(parse_checkpoint_layout(older, "b").config, b);
   older["transformers_version"] = "five";
   test::expect_error([&] { parse_checkpoint_layout(older, "cfg"); }, {"cfg", "transformers_version", "five"});
 
@@ -155,6 +159,8 @@ TEST(HfHybridConfig, BambaAndJambaAsTransformersDefinesThem) {
   EXPECT_EQ(jd.moe.n_experts, 16);
   EXPECT_EQ(jd.attn.num_heads_kv, 8);
   EXPECT_EQ(std::get<Mamba1Config>(jd.ssm).dt_rank, 4);  // ceil(64 / 16)
+  d["auto_map"] = {{"AutoModelForCausalLM", "modeling_jamba.JambaForCausalLM"}};  // remote code's: no effect
+  EXPECT_EQ(parse_checkpoint_layout(d, "d").config, jd);
   d["num_experts"] = 1;  // every block a JambaMLP
   EXPECT_TRUE(parse_checkpoint_layout(d, "d").config.block_moe_layers.empty());
 }

@@ -105,7 +105,8 @@ class HybridFields {
         "_name_or_path",  "bos_token_id",       "eos_token_id",         "pad_token_id", "use_cache",
         "initializer_range", "attention_dropout", "output_router_logits", "router_aux_loss_coef",
         "max_position_embeddings", "num_logits_to_keep", "tie_word_embeddings", "time_step_min", "time_step_max",
-        "time_step_floor", "rescale_prenorm_residual", "hidden_dropout", "use_mamba_kernels"};
+        "time_step_floor", "rescale_prenorm_residual", "hidden_dropout", "use_mamba_kernels",
+        "auto_map"};  // auto_map: where remote code would load the classes from
     for (auto it = j_.begin(); it != j_.end(); ++it)
       check(read_.count(it.key()) || common.count(it.key()) || no_effect.count(it.key()),
             source_ + ": unknown field '" + it.key() + "' for model_type \"" + type_ + "\"");
@@ -554,8 +555,9 @@ CheckpointLayout translate_bamba(const json& j, const std::string& source) {
     l.pieces[r + "mlp.fc1.weight"] = {{m + "feed_forward.up_proj.weight"}, {m + "feed_forward.gate_proj.weight"}};
     l.renames[r + "mlp.fc2.weight"] = m + "feed_forward.down_proj.weight";
   }
-  // z_loss_coefficient: a training loss term.
-  f.finish({"z_loss_coefficient"});
+  // z_loss_coefficient: a training loss term; attn_rotary_emb: the rotary width IBM's own configs
+  // record, which BambaConfig does not read (its partial_rotary_factor of 0.5 sets the width).
+  f.finish({"z_loss_coefficient", "attn_rotary_emb"});
   return l;
 }
 
