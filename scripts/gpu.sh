@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 [ -f .gpu/bundle.tar.xz ] && tar -xJf .gpu/bundle.tar.xz
 export LD_LIBRARY_PATH="$PWD/.devlib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 [ -d shared/golden ] && export M3_GOLDEN_DIR="$PWD/shared/golden"
+export M3_TESTDATA_DIR="$PWD/tests/data"
 export M3_BINARY_DIR="$PWD/build-gpu"  # where the CLI tests find m3 (the build's own path may not exist here)
 logs="${OUT:-$(mktemp -d)}"
 mkdir -p "$logs"

@@ -38,9 +38,10 @@ inline std::vector<int32_t> token_ids(const Tensor& t) {
   return r;
 }
 
-inline GoldenRun load_golden(const std::string& name) {
-  GoldenRun g{Model::load(golden(name)), 0, 0, 0, {}, {}};
-  auto f = SafetensorsFile::open(golden(name + "/golden.safetensors"));
+// The golden folder at path `dir` (load_golden: ../shared/golden/`name`).
+inline GoldenRun load_golden_at(const std::string& dir) {
+  GoldenRun g{Model::load(dir), 0, 0, 0, {}, {}};
+  auto f = SafetensorsFile::open(dir + "/golden.safetensors");
   Tensor ids = f.get("input_ids");
   g.B = ids.shape[0], g.L = ids.shape[1];
   g.ids = token_ids(ids);
@@ -48,6 +49,8 @@ inline GoldenRun load_golden(const std::string& name) {
   g.V = g.model.config().vocab_padded();
   return g;
 }
+
+inline GoldenRun load_golden(const std::string& name) { return load_golden_at(golden(name)); }
 
 // Logits of every position, the sequences of the batch packed in one forward call.
 inline std::vector<float> packed_logits(GoldenRun& g) {
@@ -129,12 +132,16 @@ inline std::vector<int32_t> greedy_tokens(Model& m, std::vector<int32_t> ids, in
   return ids;
 }
 
-// The golden folder's greedy_prompt continued greedily (greedy_tokens) to the length of its
-// greedy_out; and greedy_out, the reference's tokens.
-inline std::pair<std::vector<int32_t>, std::vector<int32_t>> golden_greedy(Model& m, const std::string& name) {
-  auto f = SafetensorsFile::open(golden(name + "/golden.safetensors"));
+// The greedy_prompt of the golden folder at path `dir` continued greedily (greedy_tokens) to the
+// length of its greedy_out; and greedy_out, the reference's tokens.
+inline std::pair<std::vector<int32_t>, std::vector<int32_t>> golden_greedy_at(Model& m, const std::string& dir) {
+  auto f = SafetensorsFile::open(dir + "/golden.safetensors");
   const std::vector<int32_t> prompt = token_ids(f.get("greedy_prompt")), want = token_ids(f.get("greedy_out"));
   return {greedy_tokens(m, prompt, int64_t(want.size() - prompt.size())), want};
+}
+
+inline std::pair<std::vector<int32_t>, std::vector<int32_t>> golden_greedy(Model& m, const std::string& name) {
+  return golden_greedy_at(m, golden(name));
 }
 
 }  // namespace m3::test

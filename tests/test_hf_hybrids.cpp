@@ -1,7 +1,9 @@
-// The Hugging Face hybrids of ../shared/golden (GraniteMoeHybrid, NemotronH, FalconH1; as transformers defines them):
-// logits within 1e-4 relative of transformers' own, greedy generation through the recurrent path
-// token for token, prefill-then-step and packed batches equal to the whole forward; and the config
-// translation's errors.
+// The Hugging Face hybrids of ../shared/golden (GraniteMoeHybrid, NemotronH, FalconH1) and of
+// tests/data (Bamba, Jamba: tiny random models transformers built and ran,
+// scripts/gen_hf_hybrid_testdata.py), as transformers defines them: logits within 1e-4 relative of
+// transformers' own, greedy generation through the recurrent path token for token,
+// prefill-then-step and packed batches equal to the whole forward; and the config translation's
+// errors.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -21,28 +23,33 @@ namespace {
 using test::GoldenRun;
 using test::rel_err;
 
+// A golden folder: ../shared/golden/NAME, or tests/data/NAME for a name starting "data/".
+std::string folder(const std::string& name) {
+  return name.starts_with("data/") ? std::string(M3_TESTDATA_DIR) + "/" + name.substr(5) : test::golden(name);
+}
+
 nlohmann::json golden_config(const std::string& name) {
-  std::ifstream in(test::golden(name + "/config.json"));
+  std::ifstream in(folder(name) + "/config.json");
   return nlohmann::json::parse(in);
 }
 
 class HfHybrid : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(HfHybrid, LogitsMatchTransformers) {
-  GoldenRun g = test::load_golden(GetParam());
+  GoldenRun g = test::load_golden_at(folder(GetParam()));
   const double err = rel_err(test::packed_logits(g), g.ref);
   std::printf("%s: logits relative error %.3g\n", GetParam(), err);
   EXPECT_LT(err, 1e-4);
 }
 
 TEST_P(HfHybrid, GreedyThroughTheRecurrentPathMatches) {
-  Model m = Model::load(test::golden(GetParam()));
-  auto [got, want] = test::golden_greedy(m, GetParam());
+  Model m = Model::load(folder(GetParam()));
+  auto [got, want] = test::golden_greedy_at(m, folder(GetParam()));
   EXPECT_EQ(got, want);
 }
 
 TEST_P(HfHybrid, PrefillThenStepEqualsForward) {
-  GoldenRun g = test::load_golden(GetParam());
+  GoldenRun g = test::load_golden_at(folder(GetParam()));
   const std::vector<float> full = test::packed_logits(g);
   for (int64_t k : {1, 16, 17, 44}) {
     const std::vector<float> ps = test::prefill_then_step(g, 1, k);
@@ -52,11 +59,12 @@ TEST_P(HfHybrid, PrefillThenStepEqualsForward) {
 }
 
 TEST_P(HfHybrid, PackedVarlenEqualsSeparate) {
-  GoldenRun g = test::load_golden(GetParam());
+  GoldenRun g = test::load_golden_at(folder(GetParam()));
   test::expect_packed_equals_separate(g, {5, 40, 23}, 7);
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, HfHybrid, ::testing::Values("hf_granitemoehybrid", "hf_nemotronh", "hf_falconh1"));
+INSTANTIATE_TEST_SUITE_P(TestData, HfHybrid, ::testing::Values("data/hf_bamba", "data/hf_jamba"));
 
 TEST(HfHybridConfig, LayersAndOptionsAsTransformersDefinesThem) {
   const ModelConfig g = parse_checkpoint_layout(golden_config("hf_granitemoehybrid"), "g").config;
@@ -107,6 +115,74 @@ TEST(HfHybridConfig, GraniteLogitsScalingDividesTheLogits) {
   EXPECT_LT(rel_err(test::packed_logits(g), want), 1e-4);
 }
 
+TEST(HfHybridConfig, BambaAndJambaAsTransformersDefinesThem) {
+  const ModelConfig b = parse_checkpoint_layout(golden_config("data/hf_bamba"), "b").config;
+  EXPECT_EQ(b.layer_kinds, (std::vector<MixerKind>{MixerKind::Mamba2, MixerKind::Attention, MixerKind::Mamba2,
+                                                   MixerKind::Attention}));
+  EXPECT_EQ(b.attn.rotary_emb_dim, 4);  // partial_rotary_factor 0.5 of head_dim 8
+  EXPECT_EQ(b.attn.rotary_emb_base, 500.0);
+  EXPECT_EQ(b.mlp_hidden(), 48);
+  // BambaRMSNormGated: per group from transformers 5.23 on (this file: 5.24), over all of d_inner before.
+  EXPECT_TRUE(std::get<Mamba2Config>(b.ssm).norm_per_group);
+  nlohmann::json older = golden_config("data/hf_bamba");
+  older["transformers_version"] = "5.22.2";
+  EXPECT_FALSE(std::get<Mamba2Config>(parse_checkpoint_layout(older, "b").config.ssm).norm_per_group);
+  older["transformers_version"] = "4.57.1";
+  EXPECT_FALSE(std::get<Mamba2Config>(parse_checkpoint_layout(older, "b").config.ssm).norm_per_group);
+  older["transformers_version"] = "5.23.0";
+  EXPECT_TRUE(std::get<Mamba2Config>(parse_checkpoint_layout(older, "b").config.ssm).norm_per_group);
+  // IBM's configs record the rotary width, which BambaConfig does not read.
+  older = golden_config("data/hf_bamba");
+  older["attn_rotary_emb"] = 4;
+  EXPECT_EQ(parse_checkpoint_layout(older, "b").config, b);
+  older["transformers_version"] = "five";
+  test::expect_error([&] { parse_checkpoint_layout(older, "cfg"); }, {"cfg", "transformers_version", "five"});
+
+  const ModelConfig j = parse_checkpoint_layout(golden_config("data/hf_jamba"), "j").config;
+  EXPECT_EQ(j.layer_kinds, (std::vector<MixerKind>{MixerKind::Mamba1, MixerKind::Attention, MixerKind::Mamba1,
+                                                   MixerKind::Mamba1, MixerKind::Attention}));
+  EXPECT_EQ(j.block_moe_layers, (std::vector<bool>{false, true, false, true, false}));
+  EXPECT_EQ(j.moe.family, MoeConfig::Family::Jamba);
+  EXPECT_EQ(j.attn.rotary_emb_dim, 0);  // Jamba's attention has no positional encoding
+  const Mamba1Config& m = std::get<Mamba1Config>(j.ssm);
+  EXPECT_TRUE(m.bcdt_rmsnorm && m.bcdt_norm_weight);
+  EXPECT_EQ(m.bcdt_rms_eps, 1e-6);
+  EXPECT_EQ(m.dt_rank, 4);
+
+  // JambaConfig's defaults: attention every 8th layer from 4, experts every 2nd from 1, dt_rank auto.
+  nlohmann::json d = {{"model_type", "jamba"}, {"hidden_size", 64}, {"vocab_size", 32}, {"num_hidden_layers", 9},
+                      {"num_attention_heads", 8}, {"intermediate_size", 16}};
+  const ModelConfig jd = parse_checkpoint_layout(d, "d").config;
+  EXPECT_EQ(jd.layer_kind(4), MixerKind::Attention);
+  EXPECT_EQ(jd.layer_kind(3), MixerKind::Mamba1);
+  EXPECT_EQ(jd.block_moe_layers, (std::vector<bool>{false, true, false, true, false, true, false, true, false}));
+  EXPECT_EQ(jd.moe.n_experts, 16);
+  EXPECT_EQ(jd.attn.num_heads_kv, 8);
+  EXPECT_EQ(std::get<Mamba1Config>(jd.ssm).dt_rank, 4);  // ceil(64 / 16)
+  d["auto_map"] = {{"AutoModelForCausalLM", "modeling_jamba.JambaForCausalLM"}};  // remote code's: no effect
+  EXPECT_EQ(parse_checkpoint_layout(d, "d").config, jd);
+  d["num_experts"] = 1;  // every block a JambaMLP
+  EXPECT_TRUE(parse_checkpoint_layout(d, "d").config.block_moe_layers.empty());
+}
+
+TEST(HfHybridConfig, BambaAndJambaErrorsNameTheField) {
+  nlohmann::json j = golden_config("data/hf_bamba");
+  j["attn_layer_indices"] = {1, 4};
+  test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); }, {"cfg", "attn_layer_indices", "4"});
+  j = golden_config("data/hf_bamba");
+  j["rope_parameters"]["partial_rotary_factor"] = 1.0;
+  test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); }, {"cfg", "partial_rotary_factor", "0.5"});
+  j = golden_config("data/hf_jamba");
+  j["sliding_window"] = 16;
+  test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); }, {"cfg", "sliding_window"});
+  j = golden_config("data/hf_jamba");
+  j["attn_layer_offset"] = 3;
+  test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); }, {"cfg", "attn_layer_offset", "attn_layer_period"});
+  j = golden_config("data/hf_jamba");
+  j["mamba_dt_rank"] = "full";
+  test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); }, {"cfg", "mamba_dt_rank", "auto"});
+}
+
 TEST(HfHybridConfig, ErrorsNameTheFieldAndTheSupportedTypes) {
   nlohmann::json j = golden_config("hf_nemotronh");
   j["mlp_hidden_act"] = "gelu";
@@ -119,11 +195,11 @@ TEST(HfHybridConfig, ErrorsNameTheFieldAndTheSupportedTypes) {
   j["layer_types"][1] = "cross_attention";
   test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); }, {"cfg", "layer_types", "cross_attention"});
   j = golden_config("hf_mamba1");
-  j["model_type"] = "jamba";
+  j["model_type"] = "zamba";
   test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); },
-                     {"cfg", "model_type \"jamba\" is not supported",
-                      "supported: \"mamba\", \"falcon_mamba\", \"mamba2\", \"falcon_h1\", \"granitemoehybrid\", "
-                      "\"nemotron_h\"; or a reference-format config"});
+                     {"cfg", "model_type \"zamba\" is not supported",
+                      "supported: \"mamba\", \"falcon_mamba\", \"mamba2\", \"bamba\", \"falcon_h1\", "
+                      "\"granitemoehybrid\", \"jamba\", \"nemotron_h\"; or a reference-format config"});
 }
 
 }  // namespace

@@ -157,10 +157,11 @@ struct Case {
   int64_t d_conv;
   int64_t dt_rank;         // 0: "auto"
   double bcdt_rms_eps = 0;  // > 0: FalconMamba's norms on δ, B and C (§5) with this epsilon
+  bool norm_weight = false;  // Jamba's: those norms with weights
   std::string name() const {
     return std::string(bias ? "Bias" : "NoBias") + (conv_bias ? "_ConvBias" : "_NoConvBias") + "_Conv" +
            std::to_string(d_conv) + (dt_rank ? "_DtRank" + std::to_string(dt_rank) : "_DtRankAuto") +
-           (bcdt_rms_eps > 0 ? "_BcdtRmsNorm" : "");
+           (bcdt_rms_eps > 0 ? "_BcdtRmsNorm" : "") + (norm_weight ? "Weighted" : "");
   }
 };
 
@@ -178,6 +179,7 @@ Mamba1Config config(const Case& k) {
   // The reference format cannot express FalconMamba's norms; only its HF config sets them.
   c.bcdt_rmsnorm = k.bcdt_rms_eps > 0;
   c.bcdt_rms_eps = k.bcdt_rms_eps;
+  c.bcdt_norm_weight = k.norm_weight;
   return c;
 }
 
@@ -193,6 +195,7 @@ ParamMap random_params(const Mamba1Config& c, std::mt19937_64& rng) {
       if (s.name == "A_log") v[i] = std::log(float(i % c.d_state + 1)) + 0.3f * normal(rng);
       else if (s.name == "dt_proj.bias") v[i] = -1.0f + 1.5f * uniform(rng);  // Δ from about 0.1 to 1.3
       else if (s.name == "dt_proj.weight") v[i] = 0.5f * normal(rng) / std::sqrt(float(s.shape[1]));
+      else if (s.name.ends_with("_layernorm.weight")) v[i] = 1.0f + 0.5f * normal(rng);
       else if (s.name.ends_with(".weight")) v[i] = uniform(rng) / std::sqrt(float(t.numel() / s.shape[0]));
       else v[i] = 0.5f * normal(rng);  // biases, D
     }
@@ -226,12 +229,14 @@ Vec mamba1_reference(const Case& k, const ref::Params& p, const Vec& x, int64_t 
       u[size_t(c)] = silu(acc);
     }
     Vec dbc = ref::linear(u, p.at("x_proj.weight"), {}, 1, DI, R + 2 * N);
-    if (k.bcdt_rms_eps > 0)  // §5: δ, B, C each divided by sqrt(mean of its squares + eps)
-      for (auto [off, n] : {std::pair{int64_t(0), R}, {R, N}, {R + N, N}}) {
+    // §5: δ, B, C each divided by sqrt(mean of its squares + eps), then (Jamba) times its weight.
+    if (k.bcdt_rms_eps > 0)
+      for (auto [off, n, w] : {std::tuple{int64_t(0), R, "dt_layernorm.weight"}, {R, N, "b_layernorm.weight"},
+                               {R + N, N, "c_layernorm.weight"}}) {
         double ss = 0;
         for (int64_t i = off; i < off + n; ++i) ss += dbc[size_t(i)] * dbc[size_t(i)];
         const double r = 1.0 / std::sqrt(ss / double(n) + k.bcdt_rms_eps);
-        for (int64_t i = off; i < off + n; ++i) dbc[size_t(i)] *= r;
+        for (int64_t i = off; i < off + n; ++i) dbc[size_t(i)] *= r * (k.norm_weight ? p.at(w)[size_t(i - off)] : 1.0);
       }
     const Vec dt = ref::linear(Vec(dbc.begin(), dbc.begin() + R), p.at("dt_proj.weight"), p.at("dt_proj.bias"), 1, R, DI);
     Vec gated(static_cast<size_t>(DI));
@@ -306,7 +311,8 @@ TEST_P(Mamba1Layer, ParallelAndStepMatchFloat64Recurrence) {
 // The FalconMamba cases take a large epsilon, so that using the wrong one shows.
 INSTANTIATE_TEST_SUITE_P(Variants, Mamba1Layer,
                          ::testing::Values(Case{false, true, 4, 0}, Case{true, true, 3, 3}, Case{false, false, 4, 3},
-                                           Case{false, true, 4, 3, 0.05}, Case{true, false, 3, 0, 0.05}),
+                                           Case{false, true, 4, 3, 0.05}, Case{true, false, 3, 0, 0.05},
+                                           Case{false, true, 4, 3, 0.05, true}),
                          [](const ::testing::TestParamInfo<Case>& i) { return i.param.name(); });
 
 // ---- The golden reference checkpoint ----

@@ -1,7 +1,7 @@
 // The hybrids' layers on the CPU (transformers' NemotronHMLP, GraniteMoeHybridMoE, NemotronHMoE,
-// FalconH1DecoderLayer) against naive float64 references written
+// JambaSparseMoeBlock, FalconH1DecoderLayer) against naive float64 references written
 // from transformers' definitions (one token at a time, every expert looked at per token), on fresh
-// random inputs: the MoE of both families (routing, grouped expert products, shared experts), the
+// random inputs: the MoE of each family (routing, grouped expert products, shared experts), the
 // relu² MLP, and layers side by side.
 #include <gtest/gtest.h>
 
@@ -68,15 +68,23 @@ std::vector<int> top(const Vec& v, int64_t k) {
 }
 
 Vec moe_reference(const MoeConfig& c, const ref::Params& p, const Vec& x, int64_t T, int64_t d) {
-  const bool granite = c.family == MoeConfig::Family::Granite;
+  const bool granite = c.family == MoeConfig::Family::Granite, jamba = c.family == MoeConfig::Family::Jamba;
   const int64_t E = c.n_experts, I = c.expert_hidden, S = c.shared_hidden;
   Vec y(static_cast<size_t>(T * d), 0.0);
   for (int64_t t = 0; t < T; ++t) {
     const double* xt = x.data() + t * d;
-    const Vec logits = matvec(p.at(granite ? "router.layer.weight" : "gate.weight").data(), xt, d, E);
+    const Vec logits =
+        matvec(p.at(granite ? "router.layer.weight" : jamba ? "router.weight" : "gate.weight").data(), xt, d, E);
     std::vector<int> chosen;
     Vec weight;
-    if (granite) {  // GraniteMoeTopKGating: softmax over the top-k logits
+    if (jamba) {  // JambaSparseMoeBlock.route_tokens_to_experts: softmax, topk, no renormalisation
+      Vec prob(static_cast<size_t>(E));
+      double sum = 0;
+      for (int64_t e = 0; e < E; ++e) sum += (prob[size_t(e)] = std::exp(logits[size_t(e)]));
+      for (double& v : prob) v /= sum;
+      chosen = top(prob, c.top_k);
+      for (int e : chosen) weight.push_back(prob[size_t(e)]);
+    } else if (granite) {  // GraniteMoeTopKGating: softmax over the top-k logits
       chosen = top(logits, c.top_k);
       double sum = 0;
       for (int e : chosen) sum += std::exp(logits[size_t(e)]);
@@ -105,10 +113,13 @@ Vec moe_reference(const MoeConfig& c, const ref::Params& p, const Vec& x, int64_
     double* yt = y.data() + t * d;
     for (size_t k = 0; k < chosen.size(); ++k) {
       const int e = chosen[k];
+      const std::string ex = "experts." + std::to_string(e) + ".";
       const Vec o = granite ? expert(p.at("input_linear.weight").data() + e * 2 * I * d,
                                      p.at("output_linear.weight").data() + e * d * I, xt, d, I, true)
-                            : expert(p.at("experts." + std::to_string(e) + ".up_proj.weight").data(),
-                                     p.at("experts." + std::to_string(e) + ".down_proj.weight").data(), xt, d, I, false);
+                    : jamba ? expert(p.at(ex + "gate_up_proj.weight").data(), p.at(ex + "down_proj.weight").data(),
+                                     xt, d, I, true)
+                            : expert(p.at(ex + "up_proj.weight").data(), p.at(ex + "down_proj.weight").data(), xt, d,
+                                     I, false);
       for (int64_t j = 0; j < d; ++j) yt[j] += weight[k] * o[size_t(j)];
     }
     if (S > 0) {
@@ -164,6 +175,15 @@ TEST(Moe, NemotronHSigmoidGroupRoutingWithSharedExperts) {
   check_moe(c, 4);
   c.norm_topk_prob = false;
   check_moe(c, 5);
+}
+
+TEST(Moe, JambaSoftmaxTopKWithoutRenormalisation) {
+  MoeConfig c;
+  c.family = MoeConfig::Family::Jamba;
+  c.n_experts = 6, c.top_k = 2, c.expert_hidden = 21;
+  check_moe(c, 8);
+  c.top_k = 1;
+  check_moe(c, 9);
 }
 
 TEST(Moe, Relu2MlpLayer) {

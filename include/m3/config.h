@@ -53,6 +53,9 @@ struct Mamba1Config {
   // bcdt_rms_eps after x_proj. The reference format cannot express it.
   bool bcdt_rmsnorm = false;
   double bcdt_rms_eps = 1e-6;
+  // Jamba (transformers' JambaMambaMixer): those norms have learnable weights, "dt_layernorm.weight"
+  // [dt_rank], "b_layernorm.weight" and "c_layernorm.weight" [d_state] (bcdt_rmsnorm must be set too).
+  bool bcdt_norm_weight = false;
   int64_t d_inner = 0;
   bool operator==(const Mamba1Config&) const = default;
 };
@@ -86,8 +89,12 @@ struct MlpConfig {
 //   within the best topk_group of n_group groups, weights the chosen sigmoid scores (renormalised
 //   when norm_topk_prob) times routed_scaling_factor; experts up → relu² → down, one tensor each
 //   (experts.{e}.up_proj.weight); shared experts of the same shape (shared_experts.*).
+// - Jamba (Mixtral's router): softmax over all router logits, the top-k probabilities as the
+//   weights, not renormalised; experts silu(gate) ⊙ up → down, router.weight [E, d],
+//   experts.{e}.gate_up_proj.weight [2·I, d] (gate rows first) and experts.{e}.down_proj.weight
+//   [d, I]; no shared experts.
 struct MoeConfig {
-  enum class Family { Granite, NemotronH };
+  enum class Family { Granite, NemotronH, Jamba };
   Family family = Family::Granite;
   int64_t n_experts = 0, top_k = 0, expert_hidden = 0, shared_hidden = 0;
   int64_t n_group = 1, topk_group = 1;
@@ -113,10 +120,13 @@ struct ModelConfig {
   // Hugging Face hybrids (as transformers defines them), which the reference format cannot express:
   // each layer's kind (empty: ssm_kind, with attention at attn_layer_idx); what ends every block
   // after its second norm instead of the d_intermediate GatedMLP: a GatedMLP of exactly
-  // gated_mlp_hidden, or the MoE `moe` (block_moe); the configs of Mlp and Moe layers.
+  // gated_mlp_hidden, or the MoE `moe` (block_moe: in every block; block_moe_layers: in the blocks
+  // it marks, Jamba's every expert_layer_period-th, the others keeping the GatedMLP); the configs of
+  // Mlp and Moe layers.
   std::vector<MixerKind> layer_kinds;
   int64_t gated_mlp_hidden = 0;
   bool block_moe = false;
+  std::vector<bool> block_moe_layers;
   MlpConfig mlp;
   MoeConfig moe;
 
@@ -126,6 +136,10 @@ struct ModelConfig {
   int64_t mlp_hidden() const { return gated_mlp_hidden > 0 ? gated_mlp_hidden : (d_intermediate + 127) / 128 * 128; }
   // Whether each block ends with a second norm and a GatedMLP or MoE.
   bool has_block_ffn() const { return d_intermediate > 0 || gated_mlp_hidden > 0 || block_moe; }
+  // Whether block i's feed-forward network is the MoE.
+  bool block_is_moe(int64_t i) const {
+    return block_moe || (!block_moe_layers.empty() && block_moe_layers[size_t(i)]);
+  }
   MixerKind layer_kind(int64_t i) const;
   // Every field, given and derived (what the config round trip must preserve).
   bool operator==(const ModelConfig&) const = default;

@@ -1,5 +1,6 @@
 // Mamba-1 mixer on the CPU (spec/mamba1.md §3): in_proj → [x | z]; u = silu(causal conv1d(x));
-// x_proj(u) → [δ | B | C] (FalconMamba, §5: each then through a weightless RMSNorm);
+// x_proj(u) → [δ | B | C] (FalconMamba, §5: each then through a weightless RMSNorm; Jamba: an
+// RMSNorm with a weight);
 // Δ = softplus(dt_proj(δ)); the selective scan (cpu/selective_scan); y ⊙ silu(z); out_proj.
 // Decode is the same pipeline over one token per sequence.
 #include <cmath>
@@ -19,14 +20,20 @@ namespace {
 // Buffers of the state, in mamba1_state_spec's order.
 enum : size_t { kConv, kSsm };
 
-// v[n] ← v / sqrt(mean(v²) + eps): FalconMamba's RMSNorm without weight (spec/mamba1.md §5).
-void rms_normalize(float* v, int64_t n, float eps) {
+// v[n] ← v / sqrt(mean(v²) + eps), times w when given: FalconMamba's RMSNorm without weight,
+// Jamba's with one (spec/mamba1.md §5).
+void rms_normalize(float* v, int64_t n, float eps, const float* w) {
   float ss = 0;
 #pragma omp simd reduction(+ : ss)
   for (int64_t i = 0; i < n; ++i) ss += v[i] * v[i];
   const float r = 1.0f / std::sqrt(ss / float(n) + eps);
+  if (w) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) v[i] *= r;
+    for (int64_t i = 0; i < n; ++i) v[i] = w[i] * (v[i] * r);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) v[i] *= r;
+  }
 }
 
 class Mamba1Layer final : public Layer {
@@ -69,12 +76,15 @@ class Mamba1Layer final : public Layer {
     linear_fwd(dbc_.data(), xz_.data(), p_.at("x_proj.weight").f32(), nullptr, T, DI, xbc_dim(), 2 * DI);
     if (c_.bcdt_rmsnorm) {
       const float eps = float(c_.bcdt_rms_eps);
+      const float* w_dt = c_.bcdt_norm_weight ? p_.at("dt_layernorm.weight").f32() : nullptr;
+      const float* w_b = c_.bcdt_norm_weight ? p_.at("b_layernorm.weight").f32() : nullptr;
+      const float* w_c = c_.bcdt_norm_weight ? p_.at("c_layernorm.weight").f32() : nullptr;
 #pragma omp parallel for if (T * xbc_dim() > kParallelWork)
       for (int64_t t = 0; t < T; ++t) {
         float* row = dbc_.data() + t * xbc_dim();
-        rms_normalize(row, R, eps);
-        rms_normalize(row + R, N, eps);
-        rms_normalize(row + R + N, N, eps);
+        rms_normalize(row, R, eps, w_dt);
+        rms_normalize(row + R, N, eps, w_b);
+        rms_normalize(row + R + N, N, eps, w_c);
       }
     }
     delta_.resize(static_cast<size_t>(T * DI));

@@ -61,6 +61,16 @@ void moe_route(const MoeConfig& c, const float* logits, const float* score_bias,
         for (int64_t k = 0; k < K; ++k) wt[k] /= sum;
         continue;
       }
+      if (c.family == MoeConfig::Family::Jamba) {
+        // Softmax over every logit, then the top-k probabilities, not renormalised.
+        const float mx = *std::max_element(l, l + E);
+        float sum = 0;
+        for (int64_t e = 0; e < E; ++e) sum += (s[size_t(e)] = std::exp(l[e] - mx));
+        for (int64_t e = 0; e < E; ++e) s[size_t(e)] /= sum;
+        top_k(s.data(), E, K, it);
+        for (int64_t k = 0; k < K; ++k) wt[k] = s[size_t(it[k])];
+        continue;
+      }
       // NemotronH (DeepSeek-V3's router): choose by sigmoid + bias within the best groups.
       for (int64_t e = 0; e < E; ++e) {
         s[size_t(e)] = 1.0f / (1.0f + std::exp(-l[e]));

@@ -1,5 +1,5 @@
 // Mixture-of-experts kernels on the CPU (transformers' NemotronHMLP, GraniteMoeHybridMoE,
-// NemotronHMoE): one feed-forward network over a
+// NemotronHMoE, JambaSparseMoeBlock): one feed-forward network over a
 // block of rows, and the routing of tokens to experts. The MoE layer (moe_layer.cpp) groups the
 // tokens of each expert into one block so that every expert runs one GEMM per projection.
 #pragma once

@@ -1,7 +1,7 @@
-// The MoE layer on the CPU (transformers' GraniteMoeHybridMoE and NemotronHMoE): router GEMM,
-// routing (cpu/moe.h), then each
-// expert once over the block of the tokens routed to it (gathered, one GEMM per projection,
-// scattered back with their weights), plus the shared experts over every token.
+// The MoE layer on the CPU (transformers' GraniteMoeHybridMoE, NemotronHMoE, JambaSparseMoeBlock):
+// router GEMM, routing (cpu/moe.h), then each expert once over the block of the tokens routed to
+// it (gathered, one GEMM per projection, scattered back with their weights), plus the shared
+// experts over every token.
 #include <vector>
 
 #include "cpu/layers.h"
@@ -16,12 +16,16 @@ namespace {
 class MoeLayer final : public Layer {
  public:
   MoeLayer(const MoeConfig& c, int64_t d_model, ParamMap p) : c_(c), d_(d_model), p_(std::move(p)) {
-    const bool granite = c_.family == MoeConfig::Family::Granite;
+    const bool granite = c_.family == MoeConfig::Family::Granite, jamba = c_.family == MoeConfig::Family::Jamba;
     const int64_t I = c_.expert_hidden;
-    router_ = p_.at(granite ? "router.layer.weight" : "gate.weight").f32();
-    score_bias_ = granite ? nullptr : p_.at("gate.e_score_correction_bias").f32();
+    router_ = p_.at(granite ? "router.layer.weight" : jamba ? "router.weight" : "gate.weight").f32();
+    score_bias_ = granite || jamba ? nullptr : p_.at("gate.e_score_correction_bias").f32();
     for (int64_t e = 0; e < c_.n_experts; ++e) {
-      if (granite) {
+      if (jamba) {
+        const std::string x = "experts." + std::to_string(e) + ".";
+        experts_.push_back({p_.at(x + "gate_up_proj.weight").f32(), nullptr, p_.at(x + "down_proj.weight").f32(),
+                            nullptr, I, true});
+      } else if (granite) {
         experts_.push_back({p_.at("input_linear.weight").f32() + e * 2 * I * d_, nullptr,
                             p_.at("output_linear.weight").f32() + e * d_ * I, nullptr, I, true});
       } else {

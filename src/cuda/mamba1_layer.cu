@@ -39,10 +39,14 @@ class Mamba1Layer final : public Layer {
     D_ = upload_f32(ctx, p.at("D"));
     out_proj_ = upload_matrix(ctx, p.at("out_proj.weight"));
     out_bias_ = f32_or_null("out_proj.bias");
-    if (c_.bcdt_rmsnorm) {  // FalconMamba's norms have no weight: rmsnorm_fwd with a weight of ones
+    if (c_.bcdt_rmsnorm && c_.bcdt_norm_weight) {  // Jamba's norms have weights
+      w_dt_ = upload_f32(ctx, p.at("dt_layernorm.weight"));
+      w_b_ = upload_f32(ctx, p.at("b_layernorm.weight"));
+      w_c_ = upload_f32(ctx, p.at("c_layernorm.weight"));
+    } else if (c_.bcdt_rmsnorm) {  // FalconMamba's have none: rmsnorm_fwd with a weight of ones
       Tensor ones = Tensor::zeros(DType::F32, {std::max(c_.dt_rank, c_.d_state)});
       std::fill_n(ones.f32(), ones.numel(), 1.0f);
-      ones_ = upload_f32(ctx, ones);
+      w_dt_ = w_b_ = w_c_ = upload_f32(ctx, ones);
     }
   }
 
@@ -78,9 +82,9 @@ class Mamba1Layer final : public Layer {
     linear_fwd(ctx_, dbc, u, x_proj_, nullptr, T, DI, XBC);
     if (c_.bcdt_rmsnorm) {
       const float eps = float(c_.bcdt_rms_eps);
-      rmsnorm_fwd(ctx_, dbc, dbc, ones_.get(), T, R, eps, XBC, XBC);
-      rmsnorm_fwd(ctx_, dbc + R, dbc + R, ones_.get(), T, N, eps, XBC, XBC);
-      rmsnorm_fwd(ctx_, dbc + R + N, dbc + R + N, ones_.get(), T, N, eps, XBC, XBC);
+      rmsnorm_fwd(ctx_, dbc, dbc, w_dt_.get(), T, R, eps, XBC, XBC);
+      rmsnorm_fwd(ctx_, dbc + R, dbc + R, w_b_.get(), T, N, eps, XBC, XBC);
+      rmsnorm_fwd(ctx_, dbc + R + N, dbc + R + N, w_c_.get(), T, N, eps, XBC, XBC);
     }
     float* delta = delta_.get(ctx_, size_t(T * DI));
     linear_fwd(ctx_, delta, dbc, dt_proj_, dt_bias_.get(), T, R, DI, XBC);
@@ -97,7 +101,8 @@ class Mamba1Layer final : public Layer {
   Mamba1Config c_;
   int64_t d_model_;
   Matrix in_proj_, x_proj_, dt_proj_, out_proj_;
-  std::shared_ptr<float> in_bias_, conv_w_, conv_b_, dt_bias_, A_, D_, out_bias_, ones_;  // null: absent
+  std::shared_ptr<float> in_bias_, conv_w_, conv_b_, dt_bias_, A_, D_, out_bias_;  // null: absent
+  std::shared_ptr<float> w_dt_, w_b_, w_c_;  // the δ, B, C norms' weights (ones for FalconMamba)
   // [T, 2·DI], [T, DI], [T, R + 2N], [T, DI], [T, DI], [T, DI]
   Scratch<float> xz_, u_, dbc_, delta_, ys_, g_;
   OneTokenOffsets step_cu_;

@@ -1,4 +1,5 @@
-// The MoE layer on the device (transformers' GraniteMoeHybridMoE and NemotronHMoE), as
+// The MoE layer on the device (transformers' GraniteMoeHybridMoE, NemotronHMoE and
+// JambaSparseMoeBlock), as
 // cpu/moe_layer.cpp: router GEMM in float32 on the device; the routing itself (top-k, the
 // families' softmax / sigmoid-with-groups weights) on the host with the CPU's cpu::moe_route over
 // the downloaded logits, so that both backends choose the same experts from the same logits; then
@@ -61,22 +62,25 @@ struct DeviceFfn {
 class MoeLayer final : public Layer {
  public:
   MoeLayer(Context& ctx, const MoeConfig& c, int64_t d_model, const ParamMap& p) : ctx_(ctx), c_(c), d_(d_model) {
-    const bool granite = c_.family == MoeConfig::Family::Granite;
+    const bool granite = c_.family == MoeConfig::Family::Granite, jamba = c_.family == MoeConfig::Family::Jamba;
     const int64_t I = c_.expert_hidden;
     // The router stays float32 under bf16 too: routing is a discrete choice (cuda/weights.h keeps
     // every parameter but the big matrices in float32).
-    const Tensor& router = p.at(granite ? "router.layer.weight" : "gate.weight");
+    const Tensor& router = p.at(granite ? "router.layer.weight" : jamba ? "router.weight" : "gate.weight");
     router_.mem = upload_f32(ctx, router);
     router_.data = router_.mem.get();
     router_.rows = router.shape[0];
     router_.cols = router.shape[1];
-    if (!granite) score_bias_ = p.at("gate.e_score_correction_bias");
+    if (!granite && !jamba) score_bias_ = p.at("gate.e_score_correction_bias");
     for (int64_t e = 0; e < c_.n_experts; ++e) {
-      if (granite) {
+      const std::string x = "experts." + std::to_string(e) + ".";
+      if (jamba) {
+        experts_.push_back({upload_matrix(ctx, p.at(x + "gate_up_proj.weight")),
+                            upload_matrix(ctx, p.at(x + "down_proj.weight")), I, true});
+      } else if (granite) {
         experts_.push_back({upload_matrix(ctx, row_block(p.at("input_linear.weight"), e * 2 * I, 2 * I)),
                             upload_matrix(ctx, row_block(p.at("output_linear.weight"), e * d_, d_)), I, true});
       } else {
-        const std::string x = "experts." + std::to_string(e) + ".";
         experts_.push_back({upload_matrix(ctx, p.at(x + "up_proj.weight")), upload_matrix(ctx, p.at(x + "down_proj.weight")),
                             I, false});
       }

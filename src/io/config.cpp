@@ -352,7 +352,7 @@ ModelConfig load_model_config(const std::string& path) {
 }
 
 json model_config_to_json(const ModelConfig& c) {
-  check(c.layer_kinds.empty() && !c.block_moe && c.gated_mlp_hidden == 0,
+  check(c.layer_kinds.empty() && !c.block_moe && c.block_moe_layers.empty() && c.gated_mlp_hidden == 0,
         "this model's layers (a Hugging Face hybrid's: MLP or MoE layers, parallel attention and Mamba-2, an MLP "
         "width not rounded to 128) have no reference-format config");
   json j;

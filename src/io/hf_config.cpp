@@ -7,6 +7,7 @@
 #include "io/hf_config.h"
 
 #include <cmath>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -25,7 +26,9 @@ using json = nlohmann::json;
 // Typed reads of an HF config's own fields; errors name the source and the field.
 class HfFields {
  public:
-  HfFields(const json& j, const std::string& source) : j_(j), source_(source) {}
+  HfFields(const json& j, const std::string& source)
+      : gated_norm_per_group(hf_gated_norm_per_group(j, source)), j_(j), source_(source) {}
+  const bool gated_norm_per_group;
   std::string at(const std::string& key) const { return source_ + ": field '" + key + "'"; }
   std::optional<int64_t> integer(const std::string& key) const {
     const json* v = find(key);
@@ -118,11 +121,11 @@ void finish_mamba2(const HfFields& f, ModelConfig& c) {
   check(n.has_value(), f.at("num_heads") + " is missing");
   check(*n == m.nheads, f.at("num_heads") + ": " + std::to_string(*n) + " does not match expand · hidden_size / " +
                             "head_dim = " + std::to_string(m.nheads));
-  // HF's Mamba2Mixer applies the gated norm, after the gate, over all of d_inner, with the
-  // checkpoint's epsilon (spec §5); only that is implemented.
+  // HF's Mamba2Mixer applies the gated norm after the gate, with the checkpoint's epsilon, over all
+  // of d_inner (spec §5) or per group (hf_gated_norm_per_group); only that is implemented.
   f.require("rms_norm", true);
   f.require("norm_before_gate", false);
-  m.norm_per_group = false;
+  m.norm_per_group = f.gated_norm_per_group;
   m.norm_eps = c.norm_eps;
 }
 
@@ -162,7 +165,9 @@ CheckpointLayout translate(const HfFamily& fam, const json& j, const std::string
 
 // The hybrid families (io/hf_hybrids.h), translated by their own functions.
 const std::map<std::string, CheckpointLayout (*)(const json&, const std::string&)> kHybrids = {
+    {"bamba", translate_bamba},
     {"granitemoehybrid", translate_granitemoehybrid},
+    {"jamba", translate_jamba},
     {"nemotron_h", translate_nemotron_h},
     {"falcon_h1", translate_falcon_h1}};
 
@@ -174,6 +179,15 @@ std::string supported_types() {
 }
 
 }  // namespace
+
+bool hf_gated_norm_per_group(const json& j, const std::string& source) {
+  auto v = j.find("transformers_version");
+  if (v == j.end() || v->is_null()) return true;
+  int major = 0, minor = 0;
+  check(v->is_string() && std::sscanf(v->get<std::string>().c_str(), "%d.%d", &major, &minor) == 2,
+        source + ": field 'transformers_version': expected a release such as \"5.24.0\", found " + v->dump());
+  return major > 5 || (major == 5 && minor >= 23);
+}
 
 std::string CheckpointLayout::file_name(const std::string& name) const {
   if (auto it = renames.find(name); it != renames.end()) return it->second;

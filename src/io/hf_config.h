@@ -2,8 +2,8 @@
 // transformers (a config.json with "model_type"), whose config is translated to a ModelConfig and
 // whose tensor names are mapped onto the reference layout's. Supported Hugging Face types:
 // "mamba" (MambaForCausalLM) and "falcon_mamba" (FalconMambaForCausalLM, spec/mamba1.md §5),
-// "mamba2" (Mamba2ForCausalLM, spec/mamba2.md §5), and the hybrids "granitemoehybrid",
-// "nemotron_h", "falcon_h1" (io/hf_hybrids.h). Any other model_type is refused with
+// "mamba2" (Mamba2ForCausalLM, spec/mamba2.md §5), and the hybrids "bamba", "granitemoehybrid",
+// "jamba", "nemotron_h", "falcon_h1" (io/hf_hybrids.h). Any other model_type is refused with
 // the list of supported ones.
 #pragma once
 #include <map>
@@ -37,6 +37,14 @@ struct CheckpointLayout {
   std::string file_name(const std::string& name) const;
   std::vector<TensorPiece> sources(const std::string& name) const;
 };
+
+// Whether transformers normalises the gated RMSNorm of Mamba2ForCausalLM, BambaForCausalLM and
+// GraniteMoeHybridForCausalLM per group of d_inner / n_groups channels (as mamba_ssm does), which
+// it does from release 5.23 on; earlier releases normalise over all of d_inner. The two agree when
+// n_groups is 1. Decided by the config's transformers_version, the release that saved the
+// checkpoint (and whose outputs it was checked against); a config without one follows the current
+// release.
+bool hf_gated_norm_per_group(const nlohmann::json& j, const std::string& source);
 
 // The config object of a checkpoint in either layout; `source` names it in errors.
 CheckpointLayout parse_checkpoint_layout(const nlohmann::json& j, const std::string& source);

@@ -29,6 +29,14 @@ class HybridFields {
     return v->get<int64_t>();
   }
   int64_t integer(const std::string& key, int64_t fallback) { return has(key) ? integer(key) : fallback; }
+  // An integer >= 0 (a layer offset).
+  int64_t index(const std::string& key, int64_t fallback) {
+    const json* v = find(key);
+    if (!v) return fallback;
+    check(v->is_number_integer() && v->get<int64_t>() >= 0 && v->get<int64_t>() < (int64_t(1) << 31),
+          at(key) + ": expected an integer >= 0, found " + v->dump());
+    return v->get<int64_t>();
+  }
   double number(const std::string& key, double fallback) {
     const json* v = find(key);
     if (!v) return fallback;
@@ -97,7 +105,8 @@ class HybridFields {
         "_name_or_path",  "bos_token_id",       "eos_token_id",         "pad_token_id", "use_cache",
         "initializer_range", "attention_dropout", "output_router_logits", "router_aux_loss_coef",
         "max_position_embeddings", "num_logits_to_keep", "tie_word_embeddings", "time_step_min", "time_step_max",
-        "time_step_floor", "rescale_prenorm_residual", "hidden_dropout", "use_mamba_kernels"};
+        "time_step_floor", "rescale_prenorm_residual", "hidden_dropout", "use_mamba_kernels",
+        "auto_map"};  // auto_map: where remote code would load the classes from
     for (auto it = j_.begin(); it != j_.end(); ++it)
       check(read_.count(it.key()) || common.count(it.key()) || no_effect.count(it.key()),
             source_ + ": unknown field '" + it.key() + "' for model_type \"" + type_ + "\"");
@@ -184,8 +193,9 @@ AttnConfig attn_config(int64_t heads, int64_t kv_heads, int64_t head_dim, bool b
 }
 
 // Rotary embedding of a Llama-style config: rope_parameters (or the older rope_theta), default type,
-// over the whole head dimension, rotate-half pairing.
-void rope(HybridFields& f, AttnConfig& a) {
+// rotate-half pairing over the first head_dim · `partial` dims (the family's partial_rotary_factor;
+// a rope_parameters entry must agree with it).
+void rope(HybridFields& f, AttnConfig& a, double partial = 1.0) {
   double theta = f.positive("rope_theta", 10000.0);
   if (const json* r = f.raw("rope_parameters")) {
     check(r->is_object(), f.at("rope_parameters") + ": expected an object");
@@ -197,15 +207,47 @@ void rope(HybridFields& f, AttnConfig& a) {
         check(*it == "default", f.at("rope_parameters") + ".rope_type: only \"default\" is implemented, found " +
                                     it->dump());
       } else if (it.key() == "partial_rotary_factor") {
-        check(*it == 1.0, f.at("rope_parameters") + ".partial_rotary_factor: only 1 is implemented");
+        check(it->is_number() && it->get<double>() == partial, f.at("rope_parameters") +
+                                                                   ".partial_rotary_factor: only " +
+                                                                   json(partial).dump() + " is implemented here");
       } else {
         throw Error(f.at("rope_parameters") + ": unknown field '" + it.key() + "'");
       }
     }
   }
   f.require_null("rope_scaling");
-  a.rotary_emb_dim = a.head_dim;
+  // transformers: dim = int(head_dim · partial_rotary_factor), frequencies theta^(−2j/dim).
+  a.rotary_emb_dim = int64_t(double(a.head_dim) * partial);
+  check(a.rotary_emb_dim % 2 == 0, f.at("rope_parameters") + ": the rotary dimension " +
+                                       std::to_string(a.rotary_emb_dim) + " is odd");
   a.rotary_emb_base = theta;
+}
+
+// The Mamba-2 mixer of Bamba and GraniteMoeHybrid (BambaMixer, gated norm over all of d_inner or
+// per group by the release, hf_gated_norm_per_group): its mamba_* fields with their defaults.
+HfMamba2 bamba_mixer(HybridFields& f, int64_t d_model) {
+  const int64_t heads = f.integer("mamba_n_heads", 128);
+  int64_t head_dim = 0;
+  if (const json* d = f.raw("mamba_d_head"); !d || d->is_string()) {
+    check(!d || *d == "auto", f.at("mamba_d_head") + ": expected an integer or \"auto\"");
+    const int64_t inner = f.integer("mamba_expand", 2) * d_model;
+    check(inner % heads == 0, f.at("mamba_d_head") + ": mamba_n_heads does not divide mamba_expand · hidden_size");
+    head_dim = inner / heads;
+  } else {
+    head_dim = f.integer("mamba_d_head");
+    check(f.integer("mamba_expand", 2) * d_model == heads * head_dim,
+          f.at("mamba_expand") + ": mamba_expand · hidden_size must equal mamba_n_heads · mamba_d_head");
+  }
+  return {heads, head_dim, f.integer("mamba_d_state", 256), f.integer("mamba_n_groups", 1),
+          f.integer("mamba_d_conv", 4), f.integer("mamba_chunk_size", 256),
+          f.boolean("mamba_conv_bias", true), f.boolean("mamba_proj_bias", false),
+          f.range("time_step_limit", 0.0, std::numeric_limits<double>::infinity())};
+}
+
+// num_key_value_heads: absent, the family's default; null, one per query head (transformers'
+// "for backward compatibility").
+int64_t kv_heads(HybridFields& f, const json& j, int64_t q_heads, int64_t fallback) {
+  return f.integer("num_key_value_heads", j.contains("num_key_value_heads") ? q_heads : fallback);
 }
 
 std::string layer(int64_t i) { return "backbone.layers." + std::to_string(i) + "."; }
@@ -273,24 +315,8 @@ CheckpointLayout translate_granitemoehybrid(const json& j, const std::string& so
   const double emb = f.number("embedding_multiplier", 1.0), res = f.number("residual_multiplier", 1.0);
   const double logits_scaling = f.positive("logits_scaling", 1.0);
 
-  // Mamba-2 (BambaMixer: gated norm over all of d_inner, spec/mamba2.md §5).
-  const int64_t heads = f.integer("mamba_n_heads", 128);
-  int64_t head_dim = 0;
-  if (const json* d = f.raw("mamba_d_head"); d && d->is_string()) {
-    check(*d == "auto", f.at("mamba_d_head") + ": expected an integer or \"auto\"");
-    const int64_t inner = f.integer("mamba_expand", 2) * c.d_model;
-    check(inner % heads == 0, f.at("mamba_d_head") + ": mamba_n_heads does not divide mamba_expand · hidden_size");
-    head_dim = inner / heads;
-  } else {
-    head_dim = f.integer("mamba_d_head");
-    check(f.integer("mamba_expand", 2) * c.d_model == heads * head_dim,
-          f.at("mamba_expand") + ": mamba_expand · hidden_size must equal mamba_n_heads · mamba_d_head");
-  }
-  const HfMamba2 hm{heads, head_dim, f.integer("mamba_d_state", 256), f.integer("mamba_n_groups", 1),
-                    f.integer("mamba_d_conv", 4), f.integer("mamba_chunk_size", 256),
-                    f.boolean("mamba_conv_bias", true), f.boolean("mamba_proj_bias", false),
-                    f.range("time_step_limit", 0.0, std::numeric_limits<double>::infinity())};
-  c.ssm = mamba2_config(hm, c.d_model, eps, /*per_group=*/false, source);
+  const HfMamba2 hm = bamba_mixer(f, c.d_model);
+  c.ssm = mamba2_config(hm, c.d_model, eps, hf_gated_norm_per_group(j, source), source);
 
   // Attention: softmax scale attention_multiplier, RoPE when position_embedding_type is "rope".
   const int64_t q_heads = f.integer("num_attention_heads");
@@ -479,6 +505,138 @@ CheckpointLayout translate_falcon_h1(const json& j, const std::string& source) {
     l.pieces[r + "mlp.fc2.weight"] = {{fl + "feed_forward.down_proj.weight", 0, -1, mlp[1]}};
   }
   f.finish({});
+  return l;
+}
+
+// BambaForCausalLM (transformers' modeling_bamba.py): Mamba-2 layers (BambaMixer) and attention at
+// attn_layer_indices, every block ending in a SwiGLU MLP; partial rotary 0.5, which BambaConfig
+// sets whatever the file says.
+CheckpointLayout translate_bamba(const json& j, const std::string& source) {
+  HybridFields f(j, source, "bamba");
+  CheckpointLayout l;
+  const int64_t n_layer = f.integer("num_hidden_layers", 32);
+  std::vector<MixerKind> kinds(size_t(n_layer), MixerKind::Mamba2);
+  if (const json* a = f.raw("attn_layer_indices")) {
+    check(a->is_array(), f.at("attn_layer_indices") + ": expected a list of layer indices, found " + a->dump());
+    for (const json& i : *a) {
+      check(i.is_number_integer() && i.get<int64_t>() >= 0 && i.get<int64_t>() < n_layer,
+            f.at("attn_layer_indices") + ": " + i.dump() + " is not a layer index below num_hidden_layers " +
+                std::to_string(n_layer));
+      kinds[i.get<size_t>()] = MixerKind::Attention;
+    }
+  }
+  const double eps = f.positive("rms_norm_eps", 1e-5);
+  ModelConfig& c = l.config = base_config(f, n_layer, eps);
+  c.layer_kinds = kinds;
+  f.require("hidden_act", "silu");
+  f.require("mlp_bias", false);
+  f.require("partial_rotary_factor", 0.5);
+
+  const HfMamba2 hm = bamba_mixer(f, c.d_model);
+  c.ssm = mamba2_config(hm, c.d_model, eps, hf_gated_norm_per_group(j, source), source);
+
+  const int64_t q_heads = f.integer("num_attention_heads", 32);
+  const int64_t head_dim = f.has("head_dim") ? f.integer("head_dim") : c.d_model / q_heads;
+  c.attn = attn_config(q_heads, kv_heads(f, j, q_heads, 8), head_dim, f.boolean("attention_bias", false), source);
+  rope(f, c.attn, 0.5);
+  c.gated_mlp_hidden = f.integer("intermediate_size", 14336);
+
+  ends(l, f.boolean("tie_word_embeddings", false), "model.embed_tokens.weight", 1, 1);
+  l.prefix_renames["backbone.norm_f."] = "model.final_layernorm.";
+  for (int64_t i = 0; i < n_layer; ++i) {
+    const std::string r = layer(i), m = "model.layers." + std::to_string(i) + ".";
+    l.prefix_renames[r + "norm."] = m + "input_layernorm.";
+    l.prefix_renames[r + "norm2."] = m + "pre_ff_layernorm.";
+    if (kinds[size_t(i)] == MixerKind::Mamba2)
+      l.prefix_renames[r + "mixer."] = m + "mamba.";
+    else
+      attention_pieces(l, r + "mixer.", m + "self_attn.", c.attn.qkv_proj_bias, 1, 1, 1, 1, 1);
+    // GatedMLP: fc1 = [up; gate], fc2 = down.
+    l.pieces[r + "mlp.fc1.weight"] = {{m + "feed_forward.up_proj.weight"}, {m + "feed_forward.gate_proj.weight"}};
+    l.renames[r + "mlp.fc2.weight"] = m + "feed_forward.down_proj.weight";
+  }
+  // z_loss_coefficient: a training loss term; attn_rotary_emb: the rotary width IBM's own configs
+  // record, which BambaConfig does not read (its partial_rotary_factor of 0.5 sets the width).
+  f.finish({"z_loss_coefficient", "attn_rotary_emb"});
+  return l;
+}
+
+// JambaForCausalLM (transformers' modeling_jamba.py): Mamba-1 layers whose δ, B and C pass through
+// RMSNorms with weights (spec/mamba1.md §5), attention without positional encoding every
+// attn_layer_period-th layer from attn_layer_offset, and each block ending in a SwiGLU MLP, or in
+// the MoE (softmax, top-k, no renormalisation) every expert_layer_period-th block from
+// expert_layer_offset.
+CheckpointLayout translate_jamba(const json& j, const std::string& source) {
+  HybridFields f(j, source, "jamba");
+  CheckpointLayout l;
+  const int64_t n_layer = f.integer("num_hidden_layers", 32);
+  const int64_t a_period = f.integer("attn_layer_period", 8), a_offset = f.index("attn_layer_offset", 4);
+  const int64_t e_period = f.integer("expert_layer_period", 2), e_offset = f.index("expert_layer_offset", 1);
+  check(a_offset < a_period, f.at("attn_layer_offset") + " must be below attn_layer_period");
+  check(e_offset < e_period, f.at("expert_layer_offset") + " must be below expert_layer_period");
+  // num_local_experts: JambaConfig's alias of num_experts.
+  const int64_t experts = f.has("num_experts") ? f.integer("num_experts") : f.integer("num_local_experts", 16);
+  const double eps = f.positive("rms_norm_eps", 1e-6);
+  ModelConfig& c = l.config = base_config(f, n_layer, eps);
+  c.ssm_kind = MixerKind::Mamba1;
+  std::vector<bool> moe(size_t(n_layer), false);
+  for (int64_t i = 0; i < n_layer; ++i) {
+    c.layer_kinds.push_back(i % a_period == a_offset ? MixerKind::Attention : MixerKind::Mamba1);
+    moe[size_t(i)] = experts > 1 && i % e_period == e_offset;  // one expert: JambaMLP
+  }
+  f.require("hidden_act", "silu");
+  f.require_null("sliding_window");
+
+  Mamba1Config m;
+  m.d_state = f.integer("mamba_d_state", 16);
+  m.d_conv = f.integer("mamba_d_conv", 4);
+  m.expand = f.integer("mamba_expand", 2);
+  m.d_inner = m.expand * c.d_model;
+  const json* rank = f.raw("mamba_dt_rank");
+  check(!rank || !rank->is_string() || *rank == "auto", f.at("mamba_dt_rank") + ": expected an integer or \"auto\"");
+  m.dt_rank = rank && !rank->is_string() ? f.integer("mamba_dt_rank") : (c.d_model + 15) / 16;  // ceil(hidden / 16)
+  m.conv_bias = f.boolean("mamba_conv_bias", true);
+  m.bias = f.boolean("mamba_proj_bias", false);
+  m.bcdt_rmsnorm = m.bcdt_norm_weight = true;
+  m.bcdt_rms_eps = eps;
+  c.ssm = m;
+
+  const int64_t q_heads = f.integer("num_attention_heads", 32);
+  const int64_t head_dim = f.has("head_dim") ? f.integer("head_dim") : c.d_model / q_heads;
+  c.attn = attn_config(q_heads, kv_heads(f, j, q_heads, 8), head_dim, false, source);
+  c.gated_mlp_hidden = f.integer("intermediate_size", 14336);
+  bool any_moe = false;
+  for (bool b : moe) any_moe = any_moe || b;
+  if (any_moe) {
+    c.block_moe_layers = moe;
+    c.moe = {MoeConfig::Family::Jamba, experts, f.integer("num_experts_per_tok", 2), c.gated_mlp_hidden, 0};
+    check(c.moe.top_k <= experts, f.at("num_experts_per_tok") + " exceeds num_experts");
+  }
+
+  ends(l, f.boolean("tie_word_embeddings", false), "model.embed_tokens.weight", 1, 1);
+  l.prefix_renames["backbone.norm_f."] = "model.final_layernorm.";
+  for (int64_t i = 0; i < n_layer; ++i) {
+    const std::string r = layer(i), fl = "model.layers." + std::to_string(i) + ".";
+    l.prefix_renames[r + "norm."] = fl + "input_layernorm.";
+    l.prefix_renames[r + "norm2."] = fl + "pre_ff_layernorm.";
+    if (c.layer_kinds[size_t(i)] == MixerKind::Mamba1)
+      l.prefix_renames[r + "mixer."] = fl + "mamba.";
+    else
+      attention_pieces(l, r + "mixer.", fl + "self_attn.", false, 1, 1, 1, 1, 1);
+    const std::string ff = fl + "feed_forward.";
+    if (moe[size_t(i)]) {
+      l.prefix_renames[r + "mlp."] = ff;
+      for (int64_t e = 0; e < experts; ++e) {
+        const std::string x = "experts." + std::to_string(e) + ".";
+        l.pieces[r + "mlp." + x + "gate_up_proj.weight"] = {{ff + x + "gate_proj.weight"}, {ff + x + "up_proj.weight"}};
+      }
+    } else {
+      l.pieces[r + "mlp.fc1.weight"] = {{ff + "up_proj.weight"}, {ff + "gate_proj.weight"}};
+      l.renames[r + "mlp.fc2.weight"] = ff + "down_proj.weight";
+    }
+  }
+  // Which implementation of the same scan transformers runs.
+  f.finish({"use_mambapy", "use_associative_scan"});
   return l;
 }
 

@@ -1,5 +1,6 @@
 // Hugging Face's hybrid families (as transformers defines them): "granitemoehybrid" (GraniteMoeHybridForCausalLM,
-// Granite 4.0-H), "nemotron_h" (NemotronHForCausalLM) and "falcon_h1" (FalconH1ForCausalLM),
+// Granite 4.0-H), "nemotron_h" (NemotronHForCausalLM), "falcon_h1" (FalconH1ForCausalLM),
+// "bamba" (BambaForCausalLM) and "jamba" (JambaForCausalLM),
 // translated from their config.json as transformers defines it to a ModelConfig and a checkpoint
 // layout: tensor names, q/k/v and gate/up fused on load, and every multiplier folded into the
 // weights it scales (exact up to float32 rounding).
@@ -15,5 +16,7 @@ namespace m3 {
 CheckpointLayout translate_granitemoehybrid(const nlohmann::json& j, const std::string& source);
 CheckpointLayout translate_nemotron_h(const nlohmann::json& j, const std::string& source);
 CheckpointLayout translate_falcon_h1(const nlohmann::json& j, const std::string& source);
+CheckpointLayout translate_bamba(const nlohmann::json& j, const std::string& source);
+CheckpointLayout translate_jamba(const nlohmann::json& j, const std::string& source);
 
 }  // namespace m3

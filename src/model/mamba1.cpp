@@ -31,6 +31,11 @@ std::vector<ParamSpec> mamba1_param_specs(const Mamba1Config& c, int64_t d_model
   p.push_back({"conv1d.weight", {DI, 1, W}, init::linear_uniform(W)});
   if (c.conv_bias) p.push_back({"conv1d.bias", {DI}, init::linear_uniform(W)});
   p.push_back({"x_proj.weight", {R + 2 * N, DI}, init::linear_uniform(DI)});
+  if (c.bcdt_norm_weight) {  // Jamba's norms of δ, B and C (spec/mamba1.md §5)
+    p.push_back({"dt_layernorm.weight", {R}, init::ones()});
+    p.push_back({"b_layernorm.weight", {N}, init::ones()});
+    p.push_back({"c_layernorm.weight", {N}, init::ones()});
+  }
   p.push_back({"dt_proj.weight", {DI, R}, dt_weight});
   p.push_back({"dt_proj.bias", {DI}, init::dt_bias(c.dt_min, c.dt_max, c.dt_init_floor)});
   p.push_back({"A_log", {DI, N}, s4d_real_a_log(N)});
@@ -47,7 +52,8 @@ LayerStateSpec mamba1_state_spec(const Mamba1Config& c) {
 std::string mamba1_describe(const Mamba1Config& c) {
   return "Mamba1 d_inner " + std::to_string(c.d_inner) + " d_state " + std::to_string(c.d_state) + " d_conv " +
          std::to_string(c.d_conv) + " dt_rank " + std::to_string(c.dt_rank) + (c.bias ? " bias" : "") +
-         (c.conv_bias ? "" : " no-conv-bias") + (c.bcdt_rmsnorm ? " dt/B/C-RMSNorm" : "");
+         (c.conv_bias ? "" : " no-conv-bias") + (c.bcdt_rmsnorm ? " dt/B/C-RMSNorm" : "") +
+         (c.bcdt_norm_weight ? " (weighted)" : "");
 }
 
 }  // namespace m3

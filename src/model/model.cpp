@@ -58,10 +58,10 @@ std::vector<ParamSpec> mixer_specs(const ModelConfig& c, int64_t i) {
   throw Error(std::string(mixer_kind_name(c.layer_kind(i))) + " mixers are not implemented yet");
 }
 
-// What ends each block after its second norm (has_block_ffn).
-std::vector<ParamSpec> block_ffn_specs(const ModelConfig& c) {
-  return c.block_moe ? moe_param_specs(c.moe, c.d_model, c.n_layer)
-                     : gated_mlp_param_specs(c.d_model, c.mlp_hidden(), c.n_layer);
+// What ends block i after its second norm (has_block_ffn).
+std::vector<ParamSpec> block_ffn_specs(const ModelConfig& c, int64_t i) {
+  return c.block_is_moe(i) ? moe_param_specs(c.moe, c.d_model, c.n_layer)
+                           : gated_mlp_param_specs(c.d_model, c.mlp_hidden(), c.n_layer);
 }
 
 // Every parameter of the model, in checkpoint order (spec/model.md §5).
@@ -74,7 +74,7 @@ std::vector<ParamGroup> param_layout(const ModelConfig& c) {
     g.push_back({p + "mixer.", mixer_specs(c, i)});
     if (c.has_block_ffn()) {
       g.push_back({p + "norm2.", norm_specs(c)});
-      g.push_back({p + "mlp.", block_ffn_specs(c)});
+      g.push_back({p + "mlp.", block_ffn_specs(c, i)});
     }
   }
   g.push_back({"backbone.norm_f.", norm_specs(c)});
@@ -167,9 +167,9 @@ struct Model::Impl {
       b.mixer = make_mixer(*be, cfg, i, group(p + "mixer.", mixer_specs(cfg, i)));
       if (cfg.has_block_ffn()) {
         b.norm2 = be->make_norm(cfg.d_model, cfg.rms_norm, eps, group(p + "norm2.", norm_specs(cfg)));
-        ParamMap ffn = group(p + "mlp.", block_ffn_specs(cfg));
-        b.mlp = cfg.block_moe ? be->make_moe(cfg.moe, cfg.d_model, std::move(ffn))
-                              : be->make_gated_mlp(cfg.d_model, cfg.mlp_hidden(), std::move(ffn));
+        ParamMap ffn = group(p + "mlp.", block_ffn_specs(cfg, i));
+        b.mlp = cfg.block_is_moe(i) ? be->make_moe(cfg.moe, cfg.d_model, std::move(ffn))
+                                    : be->make_gated_mlp(cfg.d_model, cfg.mlp_hidden(), std::move(ffn));
       }
       specs.push_back(b.mixer->state_spec());
       blocks.push_back(std::move(b));
@@ -179,7 +179,7 @@ struct Model::Impl {
     // Attention's launch shapes follow the KV lengths; a MoE's follow the routing.
     for (int64_t i = 0; i < cfg.n_layer; ++i)
       if (cfg.layer_kind(i) == MixerKind::Attention || cfg.layer_kind(i) == MixerKind::AttentionMamba2 ||
-          cfg.layer_kind(i) == MixerKind::Moe || cfg.block_moe)
+          cfg.layer_kind(i) == MixerKind::Moe || cfg.block_is_moe(i))
         recordable_steps = false;
   }
 

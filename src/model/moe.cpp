@@ -1,4 +1,5 @@
-// Mixture of experts: parameters under each family's names (transformers' GraniteMoeHybridMoE and NemotronHMoE).
+// Mixture of experts: parameters under each family's names (transformers' GraniteMoeHybridMoE,
+// NemotronHMoE and JambaSparseMoeBlock).
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -22,6 +23,15 @@ std::vector<ParamSpec> moe_param_specs(const MoeConfig& c, int64_t d_model, int6
     }
     return p;
   }
+  if (c.family == MoeConfig::Family::Jamba) {
+    p.push_back({"router.weight", {E, d_model}, init::linear_uniform(d_model)});
+    for (int64_t e = 0; e < E; ++e) {
+      const std::string x = "experts." + std::to_string(e) + ".";
+      p.push_back({x + "gate_up_proj.weight", {2 * I, d_model}, init::linear_uniform(d_model)});
+      p.push_back({x + "down_proj.weight", {d_model, I}, init::linear_uniform(I, rescale)});
+    }
+    return p;
+  }
   p.push_back({"gate.weight", {E, d_model}, init::normal(0.02f)});
   p.push_back({"gate.e_score_correction_bias", {E}, init::zeros()});
   for (int64_t e = 0; e < E; ++e) {
@@ -37,7 +47,10 @@ std::vector<ParamSpec> moe_param_specs(const MoeConfig& c, int64_t d_model, int6
 }
 
 std::string moe_describe(const MoeConfig& c) {
-  std::string s = std::string("MoE ") + (c.family == MoeConfig::Family::Granite ? "granite" : "nemotron_h") + " " +
+  const char* family = c.family == MoeConfig::Family::Granite  ? "granite"
+                       : c.family == MoeConfig::Family::Jamba ? "jamba"
+                                                              : "nemotron_h";
+  std::string s = std::string("MoE ") + family + " " +
                   std::to_string(c.n_experts) + " experts top-" + std::to_string(c.top_k) + " hidden " +
                   std::to_string(c.expert_hidden);
   if (c.shared_hidden > 0) s += " shared " + std::to_string(c.shared_hidden);

@@ -44,9 +44,8 @@ std::vector<ParamSpec> gated_mlp_param_specs(int64_t d_model, int64_t hidden, in
 std::vector<ParamSpec> mlp_param_specs(const MlpConfig& c, int64_t d_model, int64_t n_layer);
 std::string mlp_describe(const MlpConfig& c);
 
-// transformers' GraniteMoeHybridMoE and NemotronHMoE: the router, the experts and the shared
-// experts under the family's names
-// (MoeConfig).
+// transformers' GraniteMoeHybridMoE, NemotronHMoE and JambaSparseMoeBlock: the router, the experts
+// and the shared experts under the family's names (MoeConfig).
 std::vector<ParamSpec> moe_param_specs(const MoeConfig& c, int64_t d_model, int64_t n_layer);
 std::string moe_describe(const MoeConfig& c);
 

@@ -91,7 +91,7 @@ GradModel<T>::GradModel(const ModelConfig& c, const NamedTensors& params) : impl
   m.head = c.tie_embeddings ? m.emb : values[at("lm_head.weight")].data();
   m.g_head = c.tie_embeddings ? m.g_emb : grads[at("lm_head.weight")].data();
   m.norm_f = norm("backbone.norm_f.");
-  check(c.gated_mlp_hidden == 0 && !c.block_moe,
+  check(c.gated_mlp_hidden == 0 && !c.block_moe && c.block_moe_layers.empty(),
         "training: the Hugging Face hybrids' block MLP and MoE have no backward yet (they run, but do not train)");
   for (int64_t i = 0; i < c.n_layer; ++i) {
     const std::string p = "backbone.layers." + std::to_string(i) + ".";

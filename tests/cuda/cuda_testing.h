@@ -103,7 +103,17 @@ inline std::string golden_dir() {
   const char* env = std::getenv("M3_GOLDEN_DIR");
   return env && *env ? std::string(env) : std::string(M3_GOLDEN_DIR);
 }
-inline std::string golden_path(const std::string& rel) { return golden_dir() + "/" + rel; }
+// The checkout's tests/data: $M3_TESTDATA_DIR when set (scripts/gpu.sh points it at the GPU
+// machine's copy), else the build's.
+inline std::string testdata_dir() {
+  const char* env = std::getenv("M3_TESTDATA_DIR");
+  return env && *env ? std::string(env) : std::string(M3_TESTDATA_DIR);
+}
+// "data/NAME" is tests/data/NAME (the tiny models transformers built), anything else a folder of
+// the golden data.
+inline std::string golden_path(const std::string& rel) {
+  return rel.starts_with("data/") ? testdata_dir() + "/" + rel.substr(5) : golden_dir() + "/" + rel;
+}
 
 // A fresh seed for every run ($M3_TEST_SEED reproduces one); put seed_note(seed) in a SCOPED_TRACE
 // so that every failure names it.

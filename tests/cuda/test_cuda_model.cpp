@@ -108,10 +108,16 @@ struct Golden {
   bool has_greedy;  // greedy_prompt / greedy_out (the Hugging Face folders)
 };
 void PrintTo(const Golden& g, std::ostream* os) { *os << g.name; }
+// A test-name form of a golden's folder ("data/hf_bamba" → "data_hf_bamba").
+std::string test_name(const Golden& g) {
+  std::string n = g.name;
+  std::replace(n.begin(), n.end(), '/', '_');
+  return n;
+}
 const Golden kGoldens[] = {{"mamba3_siso_hybrid", false}, {"mamba3_mimo_hybrid", false}, {"mamba2_hybrid", false},
                            {"mamba1_model", false},       {"hf_mamba1", true},           {"hf_mamba2", true},
                            {"hf_falconmamba", true},      {"hf_falconh1", true},         {"hf_nemotronh", true},
-                           {"hf_granitemoehybrid", true}};
+                           {"hf_granitemoehybrid", true}, {"data/hf_bamba", true},       {"data/hf_jamba", true}};
 
 class CudaGolden : public test::CudaTestWithParam<std::tuple<Golden, Precision>> {};
 
@@ -212,8 +218,7 @@ INSTANTIATE_TEST_SUITE_P(Goldens, CudaGolden,
                          ::testing::Combine(::testing::ValuesIn(kGoldens),
                                             ::testing::Values(Precision::F32, Precision::BF16)),
                          [](const ::testing::TestParamInfo<std::tuple<Golden, Precision>>& i) {
-                           return std::string(std::get<0>(i.param).name) + "_" +
-                                  test::precision_name(std::get<1>(i.param));
+                           return test_name(std::get<0>(i.param)) + "_" + test::precision_name(std::get<1>(i.param));
                          });
 
 // What only F32 can promise: the CPU model's greedy tokens, and states that move between backends.
@@ -277,7 +282,7 @@ TEST_P(CudaGoldenF32, DecodeStateMovesBetweenCudaAndCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Goldens, CudaGoldenF32, ::testing::ValuesIn(kGoldens),
-                         [](const ::testing::TestParamInfo<Golden>& i) { return std::string(i.param.name); });
+                         [](const ::testing::TestParamInfo<Golden>& i) { return test_name(i.param); });
 
 // The tiny presets (hybrids with MHA and GatedMLP at d_model 128) initialised with the same seed
 // on CUDA and on the CPU: the same logits on fresh random tokens, packed and stepped, and (F32)
