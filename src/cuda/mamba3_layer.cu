@@ -136,13 +136,6 @@ class Mamba3Layer final : public Layer {
   void step(const float* x, float* y, int64_t n, const StateBatch& s) override {
     if (n == 0) return;
     prepare(x, n);
-    if (!c_.is_mimo && !c_.is_outproj_norm) {
-      // The gating y ⊙ silu(z) in the step kernel's output: one kernel fewer per decode step.
-      buf_.o = o_.get(ctx_, size_t(n * c_.d_inner));
-      mamba3_scan_step(ctx_, dims(), inputs(), n, states(s), buf_.o, c_.d_inner, {buf_.zx, c_.in_proj_dim()});
-      linear_fwd(ctx_, y, buf_.o, out_proj_, nullptr, n, c_.d_inner, d_model_);
-      return;
-    }
     mamba3_scan_step(ctx_, dims(), inputs(), n, states(s), buf_.ys, c_.rank() * c_.d_inner);
     finish(y, n);
   }

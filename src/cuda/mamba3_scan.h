@@ -60,15 +60,8 @@ void check_mamba3_scan_supported(const Context& ctx, const Mamba3ScanDims& d);
 void mamba3_scan_prefill(Context& ctx, const Mamba3ScanDims& d, const Mamba3ScanInputs& in, const int64_t* cu_dev,
                          int64_t n_seqs, const Mamba3ScanStates& st, float* y, int64_t y_ld);
 
-// The output gating y ⊙ silu(z) of a SISO layer without out-proj norm (spec §4), fused into the
-// step's output: z of token t, head h at z[t·z_ld + h·P]. z null: y as the scan leaves it.
-struct Mamba3StepGate {
-  const float* z = nullptr;
-  int64_t z_ld = 0;
-};
-
-// Recurrent form: token i of the batch belongs to sequence i (one token each). gate.z: rank 1 only.
+// Recurrent form: token i of the batch belongs to sequence i (one token each).
 void mamba3_scan_step(Context& ctx, const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64_t n_seqs,
-                      const Mamba3ScanStates& st, float* y, int64_t y_ld, const Mamba3StepGate& gate = {});
+                      const Mamba3ScanStates& st, float* y, int64_t y_ld);
 
 }  // namespace m3::cuda

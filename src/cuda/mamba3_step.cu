@@ -108,8 +108,7 @@ StepLayout step_layout(const Mamba3ScanDims& d, int width, int rows_in_flight, i
 // are skipped); kW the state access width (N % kW = 0); kThreads the block size it is compiled for.
 template <int kR, int kW, int kThreads>
 __global__ void __launch_bounds__(kThreads, kThreads == kStepThreadsWide ? 1 : step_blocks_per_sm<kR>())
-    mamba3_step_fwd(Mamba3ScanDims d, Mamba3ScanInputs in, Mamba3ScanStates st, float* y, int64_t y_ld,
-                    Mamba3StepGate gate, int ns) {
+    mamba3_step_fwd(Mamba3ScanDims d, Mamba3ScanInputs in, Mamba3ScanStates st, float* y, int64_t y_ld, int ns) {
   constexpr int kRows = step_rows_in_flight<kR>();
   extern __shared__ float smem[];
   pdl_trigger();
@@ -244,10 +243,7 @@ __global__ void __launch_bounds__(kThreads, kThreads == kStepThreadsWide ? 1 : s
       for (int r = 0; r < kR; ++r) {
         if (r >= Rs) break;  // R is the same for the whole block
         const float yr = lane_group_sum(acc[b][r], ns);
-        if (p < P && s == 0) {
-          const float v = yr + Dh * (xt[p] * (mx ? mx[r * P + p] : 1.0f));
-          y[t * y_ld + (r * H + h) * P + p] = gate.z ? v * silu(gate.z[t * gate.z_ld + h * P + p]) : v;
-        }
+        if (p < P && s == 0) y[t * y_ld + (r * H + h) * P + p] = yr + Dh * (xt[p] * (mx ? mx[r * P + p] : 1.0f));
       }
     }
   }
@@ -260,43 +256,42 @@ __global__ void __launch_bounds__(kThreads, kThreads == kStepThreadsWide ? 1 : s
 
 template <int kR, int kW, int kThreads>
 void launch_step_as(Context& ctx, const Mamba3ScanDims& d, const Mamba3ScanInputs& in, unsigned blocks,
-                    const Mamba3ScanStates& st, float* y, int64_t y_ld, const Mamba3StepGate& gate) {
+                    const Mamba3ScanStates& st, float* y, int64_t y_ld) {
   const StepLayout l = step_layout(d, kW, step_rows_in_flight<kR>(), kThreads);
   // At most 3·16·N + 3·S floats: over 48 KB only for d_state beyond 256 at rank 16.
   if (l.smem_bytes > 48 * 1024)
     M3_CUDA_CHECK(cudaFuncSetAttribute(mamba3_step_fwd<kR, kW, kThreads>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        int(l.smem_bytes)));
   launch_pdl(mamba3_step_fwd<kR, kW, kThreads>, dim3(blocks), dim3(l.threads), l.smem_bytes, ctx.stream, d, in, st,
-             y, y_ld, gate, l.ns);
+             y, y_ld, l.ns);
 }
 
 template <int kR>
 void launch_step(Context& ctx, const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64_t n_seqs,
-                 const Mamba3ScanStates& st, float* y, int64_t y_ld, const Mamba3StepGate& gate) {
+                 const Mamba3ScanStates& st, float* y, int64_t y_ld) {
   const bool vec4 = d.N % 4 == 0 && st.ssm_stride % 4 == 0 && reinterpret_cast<uintptr_t>(st.ssm) % 16 == 0;
   const unsigned blocks = unsigned(n_seqs * d.H);
   const bool wide = int64_t(blocks) < 2 * int64_t(ctx.prop.multiProcessorCount);
   if (vec4)
-    wide ? launch_step_as<kR, 4, kStepThreadsWide>(ctx, d, in, blocks, st, y, y_ld, gate)
-         : launch_step_as<kR, 4, kStepThreads>(ctx, d, in, blocks, st, y, y_ld, gate);
+    wide ? launch_step_as<kR, 4, kStepThreadsWide>(ctx, d, in, blocks, st, y, y_ld)
+         : launch_step_as<kR, 4, kStepThreads>(ctx, d, in, blocks, st, y, y_ld);
   else
-    wide ? launch_step_as<kR, 1, kStepThreadsWide>(ctx, d, in, blocks, st, y, y_ld, gate)
-         : launch_step_as<kR, 1, kStepThreads>(ctx, d, in, blocks, st, y, y_ld, gate);
+    wide ? launch_step_as<kR, 1, kStepThreadsWide>(ctx, d, in, blocks, st, y, y_ld)
+         : launch_step_as<kR, 1, kStepThreads>(ctx, d, in, blocks, st, y, y_ld);
 }
 
 }  // namespace
 
 void mamba3_scan_step(Context& ctx, const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64_t n_seqs,
-                      const Mamba3ScanStates& st, float* y, int64_t y_ld, const Mamba3StepGate& gate) {
+                      const Mamba3ScanStates& st, float* y, int64_t y_ld) {
   if (n_seqs == 0) return;
-  check(!gate.z || d.R == 1, "Mamba-3 step: the fused gating is for rank 1");
   check(n_seqs * d.H <= INT_MAX, "Mamba-3 step: " + std::to_string(n_seqs) + " sequences × " + std::to_string(d.H) +
                                      " heads exceed one launch's grid");
-  if (d.R == 1) return launch_step<1>(ctx, d, in, n_seqs, st, y, y_ld, gate);
-  if (d.R == 2) return launch_step<2>(ctx, d, in, n_seqs, st, y, y_ld, gate);
-  if (d.R <= 4) return launch_step<4>(ctx, d, in, n_seqs, st, y, y_ld, gate);
-  if (d.R <= 8) return launch_step<8>(ctx, d, in, n_seqs, st, y, y_ld, gate);
-  return launch_step<16>(ctx, d, in, n_seqs, st, y, y_ld, gate);
+  if (d.R == 1) return launch_step<1>(ctx, d, in, n_seqs, st, y, y_ld);
+  if (d.R == 2) return launch_step<2>(ctx, d, in, n_seqs, st, y, y_ld);
+  if (d.R <= 4) return launch_step<4>(ctx, d, in, n_seqs, st, y, y_ld);
+  if (d.R <= 8) return launch_step<8>(ctx, d, in, n_seqs, st, y, y_ld);
+  return launch_step<16>(ctx, d, in, n_seqs, st, y, y_ld);
 }
 
 }  // namespace m3::cuda
