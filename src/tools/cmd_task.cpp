@@ -13,19 +13,32 @@ void add_task_commands(CLI::App& app) {
   auto* cmd = task->add_subcommand("parity", "Running parity of random bits: train at one length, test at longer ones");
   auto o = std::make_shared<train::ParityOptions>();
   cmd->add_option("--mixer", o->mixer, "mamba3, mamba3-norope (rotary angles held at zero) or mamba2")->default_val("mamba3");
-  cmd->add_option("--steps", o->steps, "training steps")->default_val(1000);
-  cmd->add_option("--batch", o->batch, "sequences per step")->default_val(32);
-  cmd->add_option("--train-len", o->train_len, "training length")->default_val(64);
+  cmd->add_option("--steps", o->steps, "training steps")->default_val(o->steps);
+  cmd->add_option("--batch", o->batch, "sequences per step")->default_val(o->batch);
+  cmd->add_option("--train-len", o->train_len, "training length")->default_val(o->train_len);
   cmd->add_option("--eval-lens", o->eval_lens, "evaluation lengths")->default_str("64 256 1024");
-  cmd->add_option("--eval-seqs", o->eval_seqs, "sequences per evaluation length")->default_val(64);
-  cmd->add_option("--lr", o->lr, "learning rate")->default_val(3e-3);
-  cmd->add_option("--seed", o->seed, "seed of the model and the bits")->default_val(0);
+  cmd->add_option("--eval-seqs", o->eval_seqs, "sequences per evaluation length (and per check)")->default_val(o->eval_seqs);
+  cmd->add_option("--lr", o->lr, "peak learning rate (warmup, then cosine to a tenth)")->default_val(o->lr);
+  cmd->add_option("--warmup", o->warmup, "warmup steps (-1: a tenth of --steps)")->default_val(o->warmup);
+  cmd->add_option("--check-every", o->check_every, "held-out check at --train-len every N steps; the best is kept")
+      ->default_val(o->check_every);
+  cmd->add_option("--seed", o->seed, "seed of the model and the bits")->default_val(o->seed);
   cmd->callback([o] {
-    const auto acc = train::run_parity(*o, [&](int64_t s, double loss) {
-      if (s % 50 == 0 || s == o->steps) std::printf("step %lld/%lld loss %.4f\n", (long long)s, (long long)o->steps, loss);
-    });
-    for (size_t i = 0; i < acc.size(); ++i)
-      std::printf("%s parity length %lld: accuracy %.1f%%\n", o->mixer.c_str(), (long long)o->eval_lens[i], 100 * acc[i]);
+    const auto res = train::run_parity(
+        *o,
+        [&](const train::ParityStep& s) {
+          if (s.step % 50 == 0 || s.step == o->steps)
+            std::printf("step %lld/%lld loss %.4f lr %.2e gnorm %.3f\n", (long long)s.step, (long long)o->steps, s.loss,
+                        s.lr, s.grad_norm);
+        },
+        [&](int64_t step, double acc, double loss) {
+          std::printf("check step %lld: accuracy %.1f%% loss %.2e\n", (long long)step, 100 * acc, loss);
+        });
+    std::printf("kept step %lld (held-out accuracy %.1f%% at length %lld)\n", (long long)res.best_step,
+                100 * res.best_check, (long long)o->train_len);
+    for (size_t i = 0; i < res.accuracy.size(); ++i)
+      std::printf("%s parity length %lld: accuracy %.1f%%\n", o->mixer.c_str(), (long long)o->eval_lens[i],
+                  100 * res.accuracy[i]);
   });
 }
 

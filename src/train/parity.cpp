@@ -1,7 +1,9 @@
-// The running-parity task (parity.h): random bit rows, targets the running XOR, AdamW on a
-// constant learning rate after a short warmup; accuracy = argmax over the two bit logits.
+// The running-parity task (parity.h): random bit rows, targets the running XOR, AdamW on warmup
+// + cosine decay; accuracy = argmax over the two bit logits. The parameters kept are those of the
+// best held-out check at the training length, so a late loss spike cannot decide the result.
 #include "train/parity.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "m3/error.h"
@@ -49,9 +51,33 @@ ModelConfig parity_config(const std::string& mixer) {
   return parse_model_config(j, "parity " + mixer);
 }
 
+struct Score {
+  double accuracy, loss;
+};
+
+// Accuracy over every position of `seqs` fresh sequences of length len drawn from rng, and the
+// mean cross-entropy.
+Score score(GradModel<float>& g, uint64_t& rng, int64_t seqs, int64_t len) {
+  const int64_t V = g.config().vocab_padded();
+  std::vector<int32_t> tokens, targets;
+  std::vector<int64_t> cu;
+  int64_t right = 0, total = 0;
+  double loss = 0;
+  for (int64_t done = 0; done < seqs; done += 8) {
+    make_batch(rng, std::min<int64_t>(8, seqs - done), len, tokens, targets, cu);
+    loss += g.forward_backward(tokens, cu, targets, double(seqs * len), false);
+    const auto& l = g.logits();
+    for (size_t t = 0; t < tokens.size(); ++t, ++total) right += (l[t * size_t(V) + 1] > l[t * size_t(V)]) == (targets[t] == 1);
+  }
+  return {double(right) / double(total), loss};
+}
+
 }  // namespace
 
-std::vector<double> run_parity(const ParityOptions& o, const std::function<void(int64_t, double)>& report) {
+ParityResult run_parity(const ParityOptions& o, const std::function<void(const ParityStep&)>& report,
+                        const std::function<void(int64_t, double, double)>& on_check) {
+  check(o.steps > 0 && o.batch > 0 && o.train_len > 0 && o.eval_seqs > 0 && o.check_every > 0,
+        "parity: --steps, --batch, --train-len, --eval-seqs and --check-every must be positive");
   const ModelConfig cfg = parity_config(o.mixer);
   GradModel<float> g(cfg, Model::init(cfg, o.seed).parameters());
   // mamba3-norope: the in_proj rows that produce the angle rates stay zero (ω = π·tanh(0) = 0,
@@ -69,33 +95,39 @@ std::vector<double> run_parity(const ParityOptions& o, const std::function<void(
   };
   zero_frozen(g.values);
   AdamW opt(g.names, g.values, {0.9, 0.95, 1e-8, 0.0});
-  LrSchedule sched{Schedule::Constant, o.lr, 1.0, std::min<int64_t>(100, o.steps / 10), o.steps, 0.2};
+  const int64_t warmup = o.warmup >= 0 ? o.warmup : o.steps / 10;
+  const LrSchedule sched{Schedule::Cosine, o.lr, 0.1, warmup, o.steps, 0.2};
   uint64_t rng = o.seed * 7919 + 1;
   std::vector<int32_t> tokens, targets;
   std::vector<int64_t> cu;
+  ParityResult res;
+  std::vector<std::vector<float>> best = g.values;
+  Score kept{-1, 0};
+  // Best: the highest held-out accuracy, ties broken by the lower loss (a more exact solution).
+  auto check_now = [&](int64_t step) {
+    uint64_t check_rng = o.seed * 15485863 + 777;  // the same held-out sequences every time
+    const Score sc = score(g, check_rng, o.eval_seqs, o.train_len);
+    if (on_check) on_check(step, sc.accuracy, sc.loss);
+    if (sc.accuracy < kept.accuracy || (sc.accuracy == kept.accuracy && sc.loss >= kept.loss)) return;
+    kept = sc, res.best_check = sc.accuracy, res.best_step = step;
+    for (size_t i = 0; i < best.size(); ++i) std::copy(g.values[i].begin(), g.values[i].end(), best[i].begin());
+  };
   for (int64_t s = 0; s < o.steps; ++s) {
     make_batch(rng, o.batch, o.train_len, tokens, targets, cu);
     g.zero_grad();
     const double loss = g.forward_backward(tokens, cu, targets);
     zero_frozen(g.grads);
-    clip_grad_norm(g.grads, 1.0);
-    opt.update(g.values, g.grads, sched.at(s));
-    if (report) report(s + 1, loss);
+    const double gnorm = clip_grad_norm(g.grads, 1.0);
+    const double lr = sched.at(s);
+    opt.update(g.values, g.grads, lr);
+    if (report) report({s + 1, loss, lr, gnorm});
+    if ((s + 1) % o.check_every == 0 || s + 1 == o.steps) check_now(s + 1);
   }
-  std::vector<double> acc;
+  // Copied element by element: the layers hold pointers into g.values.
+  for (size_t i = 0; i < best.size(); ++i) std::copy(best[i].begin(), best[i].end(), g.values[i].begin());
   uint64_t eval_rng = o.seed * 104729 + 12345;
-  const int64_t V = cfg.vocab_padded();
-  for (int64_t len : o.eval_lens) {
-    int64_t right = 0, total = 0;
-    for (int64_t done = 0; done < o.eval_seqs; done += 8) {
-      make_batch(eval_rng, std::min<int64_t>(8, o.eval_seqs - done), len, tokens, targets, cu);
-      g.forward_backward(tokens, cu, targets, 0, false);
-      const auto& l = g.logits();
-      for (size_t t = 0; t < tokens.size(); ++t, ++total) right += (l[t * size_t(V) + 1] > l[t * size_t(V)]) == (targets[t] == 1);
-    }
-    acc.push_back(double(right) / double(total));
-  }
-  return acc;
+  for (int64_t len : o.eval_lens) res.accuracy.push_back(score(g, eval_rng, o.eval_seqs, len).accuracy);
+  return res;
 }
 
 }  // namespace m3::train
