@@ -12,6 +12,7 @@
 #include <set>
 #include <span>
 
+#include "core/lazy_check.h"
 #include "io/hf_config.h"
 #include "m3/error.h"
 #include "model/backend.h"
@@ -193,9 +194,10 @@ struct Model::Impl {
   void check_tokens(std::span<const int32_t> tokens) const {
     const int64_t V = cfg.vocab_padded();
     for (size_t t = 0; t < tokens.size(); ++t)
-      check(tokens[t] >= 0 && tokens[t] < V, "token id " + std::to_string(tokens[t]) + " at position " +
-                                                 std::to_string(t) + " is outside the vocabulary [0, " +
-                                                 std::to_string(V) + ")");
+      check(tokens[t] >= 0 && tokens[t] < V, [&] {
+        return "token id " + std::to_string(tokens[t]) + " at position " + std::to_string(t) +
+               " is outside the vocabulary [0, " + std::to_string(V) + ")";
+      });
   }
 
   // Runs embedding, blocks and head over T packed rows; `run_layer(layer, in, out, batch)` applies
