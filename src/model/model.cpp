@@ -12,6 +12,7 @@
 #include <set>
 #include <span>
 
+#include "core/finite.h"
 #include "core/lazy_check.h"
 #include "io/hf_config.h"
 #include "m3/error.h"
@@ -366,11 +367,10 @@ Model Model::load(const std::string& dir, const DeviceSpec& device) {
               where + " has " + std::to_string(t.shape[0]) + " rows, fewer than the config needs");
         Tensor f = pc.whole() ? t.to_f32() : t.convert(DType::F32);
         const float* p = f.f32();
-        // The message is built only for a bad value: validation costs one pass over good data.
-        for (int64_t k = 0; k < f.numel(); ++k)
-          if (!std::isfinite(p[k]))
-            throw Error(where + " holds a non-finite value (" + std::to_string(p[k]) + ") at flat index " +
-                        std::to_string(k));
+        // Validation costs one vectorised pass over good data (the message only for a bad value).
+        if (const int64_t k = first_non_finite(p, f.numel()); k < f.numel())
+          throw Error(where + " holds a non-finite value (" + std::to_string(p[k]) + ") at flat index " +
+                      std::to_string(k));
         if (!pc.whole()) {
           const int64_t row = f.numel() / std::max<int64_t>(f.shape[0], 1);
           Shape sh = f.shape;
