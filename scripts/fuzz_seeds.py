@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the libFuzzer harnesses (fuzz/) under OUT/<harness>/, generated from
 the test data: tokenizers and texts of tests/data/tokenizer, config.json files of the golden
-checkpoints (re-serialised, and edited), and small safetensors files built here. Nothing is copied
+checkpoints (re-serialised, and edited), and small safetensors, pytorch_model.bin (as
+tests/torch_pickle_writer.h lays them out) and training token files built here. Nothing is copied
 into the repository. Usage: scripts/fuzz_seeds.py OUT [FUZZ_BUILD_DIR] (the build dir's fuzz_state
 writes that harness's seed: a real decode state of its model)."""
 import glob
@@ -121,6 +122,73 @@ def chat_template_seeds(out):
                 write(out, "fuzz_chat_template", name, f.read())
 
 
+def pickle_str(s):
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def pickle_int(v):
+    return b"K" + struct.pack("<B", v) if 0 <= v < 256 else b"J" + struct.pack("<i", v)
+
+
+def pickle_tuple(vs):
+    return b"(" + b"".join(pickle_int(v) for v in vs) + b"t"
+
+
+def state_dict_pickle(tensors):
+    """The protocol-2 pickle torch.save writes for an OrderedDict of tensors (as
+    tests/torch_pickle_writer.h builds it). tensors: [(name, storage_type, key, storage_numel,
+    offset, size, stride)]."""
+    p = b"\x80\x02ccollections\nOrderedDict\n)R("
+    for name, storage, key, numel, offset, size, stride in tensors:
+        p += pickle_str(name) + b"ctorch._utils\n_rebuild_tensor_v2\n(("
+        p += pickle_str("storage") + b"ctorch\n" + storage.encode() + b"\n" + pickle_str(key) + pickle_str("cpu")
+        p += pickle_int(numel) + b"tQ" + pickle_int(offset) + pickle_tuple(size) + pickle_tuple(stride)
+        p += b"\x89ccollections\nOrderedDict\n)RtR"
+    return p + b"u."
+
+
+def zip_archive(entries):
+    """A ZIP of stored entries, data aligned to 64 bytes, CRCs 0 (tests/torch_pickle_writer.h)."""
+    z, cd = b"", b""
+    for name, data in entries:
+        n = name.encode()
+        local = len(z)
+        pad = (64 - (local + 30 + len(n) + 4) % 64) % 64
+        z += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, 0, len(data), len(data), len(n), 4 + pad)
+        z += n + struct.pack("<HH", 0x1234, pad) + b"\0" * pad + data
+        cd += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, 0, len(data), len(data), len(n),
+                          0, 0, 0, 0, 0, local) + n
+    return z + cd + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(cd), len(z), 0)
+
+
+def torch_checkpoint_seeds(out):
+    f32 = struct.pack("<8f", *range(8))
+    bf16 = struct.pack("<3H", 0x3FC0, 0xC000, 0x3E80)
+    write(out, "fuzz_torch_checkpoint", "views", zip_archive([
+        ("m/data.pkl", state_dict_pickle([("w", "FloatStorage", "0", 8, 1, [2, 3], [3, 1]),
+                                          ("wt", "FloatStorage", "0", 8, 0, [3, 2], [1, 3]),
+                                          ("b", "BFloat16Storage", "1", 3, 1, [2], [1])])),
+        ("m/data/0", f32), ("m/data/1", bf16), ("m/version", b"3\n")]))
+    for storage, fmt in (("HalfStorage", "<4e"), ("DoubleStorage", "<4d"), ("LongStorage", "<4q")):
+        write(out, "fuzz_torch_checkpoint", storage, zip_archive([
+            ("a/data.pkl", state_dict_pickle([("x", storage, "0", 4, 0, [2, 2], [2, 1])])),
+            ("a/data/0", struct.pack(fmt, 1, 2, 3, 4))]))
+
+
+def token_file(width, tokens, doc_offsets):
+    """A training token file (src/train/token_file.h's layout)."""
+    return (b"M3TOKENS" + struct.pack("<IIQQ", 1, width, len(tokens), len(doc_offsets) - 1) +
+            struct.pack("<%dQ" % len(doc_offsets), *doc_offsets) +
+            struct.pack("<%d%s" % (len(tokens), "H" if width == 2 else "I"), *tokens))
+
+
+def token_file_seeds(out):
+    toks = [(7 * i) % 50 for i in range(40)]
+    write(out, "fuzz_token_file", "u16", token_file(2, toks, [0, 10, 25, 40]))
+    write(out, "fuzz_token_file", "u32", token_file(4, [t + 70000 for t in toks[:20]], [0, 20]))
+
+
 def state_seeds(out, build):
     exe = os.path.join(build, "fuzz", "fuzz_state") if build else ""
     if not os.path.exists(exe):
@@ -143,6 +211,8 @@ def main():
     tokenizer_seeds(out)
     request_seeds(out)
     chat_template_seeds(out)
+    torch_checkpoint_seeds(out)
+    token_file_seeds(out)
     state_seeds(out, sys.argv[2] if len(sys.argv) > 2 else "")
 
 

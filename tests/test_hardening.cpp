@@ -157,6 +157,39 @@ TEST(Hardening, GenerateFlagRanges) {
   }
 }
 
+// The same for the newer commands: each bad value is refused while the flags are parsed, before
+// any file is opened (the paths given do not exist).
+TEST(Hardening, ServeTrainEvalTaskFlagRanges) {
+  test::TempDir tmp;
+  const std::string train = "train --preset mamba3-tiny --data none --out none --steps 10 ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"serve none --port 70000", "--port: must be in [0, 65535], found 70000"},
+      {"serve none --slots 0", "--slots: must be in [1, 1048576], found 0"},
+      {"serve none --max-queue -1", "--max-queue: must be in [0, 1048576], found -1"},
+      {"serve none --prefill-chunk 0", "--prefill-chunk: must be in [1, 1048576], found 0"},
+      {"serve none --max-batch 0", "--max-batch: must be in [1, 65536], found 0"},
+      {"serve none --drain-timeout -2", "--drain-timeout: must be in [0, 86400], found -2"},
+      {"train --preset mamba3-tiny --data none --out none --steps 0", "--steps: must be in [1, 1000000000], found 0"},
+      {train + "--batch 0", "--batch: must be in [1, 65536], found 0"},
+      {train + "--seq-len -4", "--seq-len: must be in [1, 1048576], found -4"},
+      {train + "--lr 0", "--lr: must be in (0, 1], found 0"},
+      {train + "--lr nan", "--lr: must be in (0, 1], found nan"},
+      {train + "--min-lr-ratio 2", "--min-lr-ratio: must be in [0, 1], found 2"},
+      {train + "--weight-decay -0.1", "--weight-decay: must be in [0, 1], found -0.1"},
+      {train + "--clip -1", "--clip: must be in [0, 1000000], found -1"},
+      {train + "--eval-rows -1", "--eval-rows: must be in [0, 1000000000000], found -1"},
+      {"eval none --data none --seq-len 0", "--seq-len: must be in [1, 1048576], found 0"},
+      {"eval none --data none --batch 0", "--batch: must be in [1, 65536], found 0"},
+      {"task parity --steps 0", "--steps: must be in [1, 1000000000], found 0"},
+      {"task parity --eval-lens 64 -1", "--eval-lens: must be in [1, 1048576], found -1"},
+      {"task parity --lr 5", "--lr: must be in (0, 1], found 5"}};
+  for (const auto& [args, message] : cases) {
+    const Result r = run_m3(args, tmp);
+    EXPECT_NE(r.code, 0) << args;
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
+  }
+}
+
 // The sampling rule: greedy unless --temperature, --top-p or --min-p is given, which then sample
 // from all tokens (--top-k 0) unless --top-k says otherwise; with --top-k 1 they are an error.
 TEST(Hardening, GenerateSamplingDefaults) {

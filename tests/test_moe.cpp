@@ -12,6 +12,7 @@
 
 #include "cpu/layers.h"
 #include "cpu/moe.h"
+#include "layer_states.h"
 #include "model/specs.h"
 #include "reference.h"
 #include "testing.h"
@@ -225,7 +226,7 @@ TEST(Moe, ParallelLayerSumsItsPartsAndSplitsTheirState) {
   std::vector<std::unique_ptr<Layer>> parts;
   parts.push_back(cpu::make_attention(a, d, pa));
   parts.push_back(cpu::make_mamba2(m, d, pm));
-  auto par = cpu::make_parallel(std::move(parts), d);
+  auto par = test::cpu_backend()->make_parallel(std::move(parts), d);  // model/parallel_layer on the CPU
   auto la = cpu::make_attention(a, d, pa);
   auto lm = cpu::make_mamba2(m, d, pm);
   ASSERT_EQ(par->state_spec().size(), la->state_spec().size() + lm->state_spec().size());

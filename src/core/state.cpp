@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "core/finite.h"
 #include "m3/error.h"
 #include "model/state_pool.h"
 
@@ -145,15 +146,11 @@ void state_from_tensors(SequenceState& s, const std::vector<std::pair<std::strin
                                  ", expected " + shape_str(want));
       StateBuffer buf{b.name, x.shape, std::vector<float>(size_t(x.numel()))};
       if (!buf.data.empty()) std::memcpy(buf.data.data(), x.data, buf.data.size() * sizeof(float));
-      // No state a model computes from finite weights is infinite or NaN. (One pass without a
-      // branch per element; the position is looked up only when there is one to report.)
-      bool finite = true;
-      for (float v : buf.data) finite &= std::isfinite(v);
-      if (!finite) {
-        const auto bad = std::find_if(buf.data.begin(), buf.data.end(), [](float v) { return !std::isfinite(v); });
-        throw Error(source + ": state tensor '" + name + "' holds " + std::to_string(*bad) + " at element " +
-                    std::to_string(bad - buf.data.begin()));
-      }
+      // No state a model computes from finite weights is infinite or NaN.
+      const int64_t size = int64_t(buf.data.size());
+      if (const int64_t bad = first_non_finite(buf.data.data(), size); bad < size)
+        throw Error(source + ": state tensor '" + name + "' holds " + std::to_string(buf.data[size_t(bad)]) +
+                    " at element " + std::to_string(bad));
       ls.buffers.push_back(std::move(buf));
     }
     layers.push_back(std::move(ls));

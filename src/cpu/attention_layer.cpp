@@ -89,7 +89,7 @@ class AttentionLayer final : public Layer {
       }
       attend(t0, L, past, K, V);
     }
-    if (c_.mlp_dim > 0)
+    if (c_.mlp_dim > 0 && T > 0)  // (no tokens: ctx_ may be empty, its data() null)
       silu_gate_fwd(ctx_.data() + Dq, qkv_.data() + c_.qkv_dim(), qkv_.data() + c_.qkv_dim() + c_.mlp_dim / 2, T,
                     c_.mlp_dim / 2, in_dim(), in_dim(), ctx_dim());
     linear_fwd(y, ctx_.data(), w_.out_proj, w_.out_bias, T, ctx_dim(), d_model_);

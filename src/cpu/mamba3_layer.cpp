@@ -46,6 +46,7 @@ class Mamba3Layer final : public Layer {
 
   void forward(const float* x, float* y, const Packing& pk, const StateBatch& s) override {
     const int64_t T = pk.n_tokens();
+    if (T == 0) return;  // no token changes a state (and the empty buffers' data() may be null)
     prepare(x, T);
     scan_states(s);
     mamba3_scan_chunked(dims(), inputs(), pk.cu_seqlens.data(), pk.n_seqs(), st_.data(), ys_.data(),

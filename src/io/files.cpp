@@ -44,7 +44,7 @@ MappedFile map_file(const std::string& path) {
     ::close(fd);
     return m;
   }
-  void* p = mmap(nullptr, m.size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void* p = mmap(nullptr, m.size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
   ::close(fd);
   if (p == MAP_FAILED) throw fail("cannot map");
   const uint64_t size = m.size;

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "core/lazy_check.h"
 #include "core/limits.h"
 #include "m3/error.h"
 
@@ -40,8 +41,9 @@ InputIds read_input_ids(const SafetensorsFile& f, int64_t vocab) {
   r.tokens.resize(size_t(ids.numel()));
   for (int64_t i = 0; i < ids.numel(); ++i) {
     const int64_t v = ids.dtype == DType::I64 ? element<int64_t>(ids, i) : element<int32_t>(ids, i);
-    check(v >= 0 && v < vocab,
-          path + ": input_ids holds " + std::to_string(v) + ", outside [0, " + std::to_string(vocab) + ")");
+    check(v >= 0 && v < vocab, [&] {
+      return path + ": input_ids holds " + std::to_string(v) + ", outside [0, " + std::to_string(vocab) + ")";
+    });
     r.tokens[size_t(i)] = int32_t(v);
   }
   return r;

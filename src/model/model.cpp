@@ -12,6 +12,8 @@
 #include <set>
 #include <span>
 
+#include "core/finite.h"
+#include "core/lazy_check.h"
 #include "io/hf_config.h"
 #include "m3/error.h"
 #include "model/backend.h"
@@ -193,9 +195,10 @@ struct Model::Impl {
   void check_tokens(std::span<const int32_t> tokens) const {
     const int64_t V = cfg.vocab_padded();
     for (size_t t = 0; t < tokens.size(); ++t)
-      check(tokens[t] >= 0 && tokens[t] < V, "token id " + std::to_string(tokens[t]) + " at position " +
-                                                 std::to_string(t) + " is outside the vocabulary [0, " +
-                                                 std::to_string(V) + ")");
+      check(tokens[t] >= 0 && tokens[t] < V, [&] {
+        return "token id " + std::to_string(tokens[t]) + " at position " + std::to_string(t) +
+               " is outside the vocabulary [0, " + std::to_string(V) + ")";
+      });
   }
 
   // Runs embedding, blocks and head over T packed rows; `run_layer(layer, in, out, batch)` applies
@@ -364,11 +367,10 @@ Model Model::load(const std::string& dir, const DeviceSpec& device) {
               where + " has " + std::to_string(t.shape[0]) + " rows, fewer than the config needs");
         Tensor f = pc.whole() ? t.to_f32() : t.convert(DType::F32);
         const float* p = f.f32();
-        // The message is built only for a bad value: validation costs one pass over good data.
-        for (int64_t k = 0; k < f.numel(); ++k)
-          if (!std::isfinite(p[k]))
-            throw Error(where + " holds a non-finite value (" + std::to_string(p[k]) + ") at flat index " +
-                        std::to_string(k));
+        // Validation costs one vectorised pass over good data (the message only for a bad value).
+        if (const int64_t k = first_non_finite(p, f.numel()); k < f.numel())
+          throw Error(where + " holds a non-finite value (" + std::to_string(p[k]) + ") at flat index " +
+                      std::to_string(k));
         if (!pc.whole()) {
           const int64_t row = f.numel() / std::max<int64_t>(f.shape[0], 1);
           Shape sh = f.shape;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <queue>
 
+#include "core/lazy_check.h"
 #include "m3/error.h"
 #include "tokenizer/utf8.h"
 
@@ -40,16 +41,18 @@ std::string_view bytes_of(std::span<const int32_t> ids) {
   return {reinterpret_cast<const char*>(ids.data()), ids.size_bytes()};
 }
 
-std::pair<std::string, std::string> parse_merge(const Json& m, const std::string& where) {
+// `where()` names the merge in errors (built only for one).
+template <class Where>
+std::pair<std::string, std::string> parse_merge(const Json& m, const Where& where) {
   if (m.is_string()) {
-    const std::string s = m.get<std::string>();
+    const std::string& s = m.get_ref<const std::string&>();
     const size_t sp = s.find(' ');
     check(sp != std::string::npos && s.find(' ', sp + 1) == std::string::npos,
-          where + ": expected \"left right\" (exactly one space), found \"" + s + "\"");
+          [&] { return where() + ": expected \"left right\" (exactly one space), found \"" + s + "\""; });
     return {s.substr(0, sp), s.substr(sp + 1)};
   }
   check(m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string(),
-        where + ": expected a \"left right\" string or a [left, right] pair, found " + m.dump());
+        [&] { return where() + ": expected a \"left right\" string or a [left, right] pair, found " + m.dump(); });
   return {m[0].get<std::string>(), m[1].get<std::string>()};
 }
 
@@ -64,8 +67,10 @@ BpeModel BpeModel::from_json(const Json& j, const std::string& where) {
   check(vocab.is_object(), where + ".vocab: expected an object of token -> id, found " + vocab.type_name());
   int64_t max_id = -1;
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    // Bounded before the id table (sized by the largest id) is allocated.
-    max_id = std::max<int64_t>(max_id, token_id(*it, where + ".vocab[\"" + it.key() + "\"]"));
+    // Bounded before the id table (sized by the largest id) is allocated. The entry's path is
+    // spelled out only for a bad id: vocabularies hold ~10^5 entries.
+    if (!is_token_id(*it)) token_id(*it, where + ".vocab[\"" + it.key() + "\"]");  // throws
+    max_id = std::max<int64_t>(max_id, it->get<int64_t>());
   }
   m.vocab_.reserve(vocab.size());
   m.id_to_token_.resize(static_cast<size_t>(max_id + 1));
@@ -110,17 +115,20 @@ BpeModel BpeModel::from_json(const Json& j, const std::string& where) {
   const size_t prefix_len = m.continuing_subword_prefix_.size();
   int32_t rank = 0;
   for (size_t i = 0; i < merges.size(); ++i) {
-    const std::string at = where + ".merges[" + std::to_string(i) + "]";
+    // Errors name the merge; its path is built only for one (~10^5 merges per tokenizer).
+    const auto at = [&] { return where + ".merges[" + std::to_string(i) + "]"; };
     if (merges[i].is_string() && merges[i].get_ref<const std::string&>().starts_with("#version")) continue;
-    const auto [left, right] = parse_merge(merges[i], at);
+    const auto pair = parse_merge(merges[i], at);
+    const std::string &left = pair.first, &right = pair.second;
     const auto a = m.vocab_.find(left), b = m.vocab_.find(right);
-    check(a != m.vocab_.end(), at + ": token '" + left + "' is not in the vocabulary");
-    check(b != m.vocab_.end(), at + ": token '" + right + "' is not in the vocabulary");
+    check(a != m.vocab_.end(), [&] { return at() + ": token '" + left + "' is not in the vocabulary"; });
+    check(b != m.vocab_.end(), [&] { return at() + ": token '" + right + "' is not in the vocabulary"; });
     // The right part's continuing-subword prefix disappears inside the merged token.
-    check(right.size() >= prefix_len, at + ": token '" + right + "' is shorter than the subword prefix");
+    check(right.size() >= prefix_len,
+          [&] { return at() + ": token '" + right + "' is shorter than the subword prefix"; });
     const std::string merged = left + right.substr(prefix_len);
     const auto c = m.vocab_.find(merged);
-    check(c != m.vocab_.end(), at + ": merged token '" + merged + "' is not in the vocabulary");
+    check(c != m.vocab_.end(), [&] { return at() + ": merged token '" + merged + "' is not in the vocabulary"; });
     // A pair listed twice keeps its last rank, as in the tokenizers library's merge map.
     m.merges_.set(a->second, b->second, MergeInfo{rank++, c->second});
     parsed.push_back({a->second, b->second, c->second});

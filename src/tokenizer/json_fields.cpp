@@ -9,15 +9,17 @@ namespace {
 std::string field_path(const std::string& where, const char* key) { return where + "." + key; }
 }  // namespace
 
-int32_t token_id(const Json& v, const std::string& where) {
-  check(v.is_number_integer(), where + ": expected a token id (an integer), found " + v.type_name());
+bool is_token_id(const Json& v) {
   // The parser keeps non-negative integers unsigned (up to 2^64 - 1), negative ones signed.
-  const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() < uint64_t(limits::kTokenIds)
-                                               : v.get<int64_t>() >= 0 && v.get<int64_t>() < limits::kTokenIds;
-  check(in_range, where + ": token id " + v.dump() + " is outside [0, " +
-                                               std::to_string(limits::kTokenIds) +
-                                               ") (limit kTokenIds, src/core/limits.h)");
-  return v.get<int32_t>();
+  if (v.is_number_unsigned()) return v.get<uint64_t>() < uint64_t(limits::kTokenIds);
+  return v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < limits::kTokenIds;
+}
+
+int32_t token_id(const Json& v, const std::string& where) {
+  if (is_token_id(v)) return v.get<int32_t>();
+  check(v.is_number_integer(), where + ": expected a token id (an integer), found " + v.type_name());
+  throw Error(where + ": token id " + v.dump() + " is outside [0, " + std::to_string(limits::kTokenIds) +
+              ") (limit kTokenIds, src/core/limits.h)");
 }
 
 void throw_expected_array(const std::string& where) { throw Error(where + ": expected an array"); }

@@ -20,6 +20,8 @@ bool optional_bool(const Json& obj, const char* key, const std::string& where, b
 int64_t optional_int(const Json& obj, const char* key, const std::string& where, int64_t fallback);
 // A token id: an integer in [0, limits::kTokenIds); the error names `where` and the limit.
 int32_t token_id(const Json& v, const std::string& where);
+// Whether v is a valid token id (token_id's test, for loops that spell out `where` only on failure).
+bool is_token_id(const Json& v);
 // The "type" tag of a component object.
 std::string type_tag(const Json& obj, const std::string& where);
 

@@ -9,10 +9,12 @@
 #include <filesystem>
 #include <thread>
 
+#include "core/limits.h"
 #include "m3/model.h"
 #include "model/model_text.h"
 #include "serve/server.h"
 #include "tools/commands.h"
+#include "tools/flag_checks.h"
 
 namespace m3::cli {
 
@@ -36,7 +38,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--host", a->server.host, "address to listen on")->default_val("127.0.0.1");
   cmd->add_option("--port", a->server.port, "port to listen on (0: any free port, printed at start)")
       ->default_val(8080)
-      ->check(CLI::Range(0, 65535));
+      ->check(between(0, 65535));
   cmd->add_option("--api-key", a->server.api_key,
                   "require 'Authorization: Bearer KEY' on /v1/* and /metrics (401 otherwise)");
   cmd->add_option("--model-name", a->server.model_name, "the model's id in the API (default: DIR's name)");
@@ -44,24 +46,24 @@ void add_serve_command(CLI::App& app) {
   auto* slots = cmd->add_option("--slots", a->sched.slots,
                                 "state slots: sequences decoded at once plus cached prompt prefixes")
                     ->default_val(16)
-                    ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+                    ->check(between(1, 1 << 20));
   cmd->add_option("--state-memory", a->state_memory,
                   "size the state slots from a memory budget instead (bytes; K/M/G suffixes)")
       ->transform(CLI::AsSizeValue(false))
       ->excludes(slots);
   cmd->add_option("--max-context", a->server.max_context, "prompt + max_tokens limit per request (KV rows per slot)")
       ->default_val(4096)
-      ->check(CLI::Range(int64_t(2), int64_t(1) << 24));
+      ->check(between(2, 1 << 24));
   cmd->add_option("--max-queue", a->sched.max_queue, "requests waiting for a slot before 429")
       ->default_val(64)
-      ->check(CLI::NonNegativeNumber);
+      ->check(between(0, 1 << 20));
   cmd->add_option("--prefill-chunk", a->sched.prefill_chunk,
                   "prompt tokens per prefill chunk and per scheduler step (decode steps run between; prefixes are cached at its multiples)")
       ->default_val(256)
-      ->check(CLI::PositiveNumber);
+      ->check(between(1, double(limits::kPromptTokens)));
   cmd->add_option("--max-batch", a->sched.max_batch, "sequences per decode step call")
       ->default_val(64)
-      ->check(CLI::PositiveNumber);
+      ->check(between(1, 65536));
   cmd->add_option("--prefix-cache-memory", a->sched.prefix_cache_bytes,
                   "bytes of prefix states to keep (0: no prefix cache; K/M/G suffixes)")
       ->transform(CLI::AsSizeValue(false))
@@ -71,7 +73,7 @@ void add_serve_command(CLI::App& app) {
       ->default_val("1M");
   cmd->add_option("--drain-timeout", a->drain_timeout, "seconds SIGTERM waits for running requests")
       ->default_val(30)
-      ->check(CLI::NonNegativeNumber);
+      ->check(between(0, 86400));
   cmd->callback([a] {
     // Signals go to one thread that waits for them: blocked here, before any thread starts.
     sigset_t set;

@@ -4,15 +4,20 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/limits.h"
 #include "m3/error.h"
 #include "m3/model.h"
 #include "m3/presets.h"
 #include "tools/commands.h"
+#include "tools/flag_checks.h"
 #include "train/trainer.h"
 
 namespace m3::cli {
 
 namespace {
+
+// Flag ranges (readable bounds on nonsense, not resource limits: those are in core/limits.h).
+constexpr double kMaxSteps = 1e9, kMaxRows = 65536, kMaxEvalRows = 1e12;
 
 // "1m05s", "42s".
 std::string duration(double s) {
@@ -38,23 +43,36 @@ void add_train_command(CLI::App& app) {
   src->add_option("--init", a->init, "start from this checkpoint directory");
   cmd->add_option("--data", a->o.data, "training tokens (m3 data tokenize)")->required();
   cmd->add_option("--out", a->o.out, "checkpoint directory (written at the end and every --save-every steps)")->required();
-  cmd->add_option("--steps", a->o.steps, "optimizer steps, counted from the start of training")->required();
-  cmd->add_option("--batch", a->o.batch, "rows per micro-batch")->default_val(8);
-  cmd->add_option("--seq-len", a->o.seq_len, "tokens per row (documents packed, state reset at boundaries)")->default_val(256);
-  cmd->add_option("--accum", a->o.accum, "micro-batches per step (gradient accumulation)")->default_val(1);
-  cmd->add_option("--lr", a->o.schedule.lr, "peak learning rate")->default_val(1e-3);
-  cmd->add_option("--min-lr-ratio", a->o.schedule.min_lr_ratio, "final learning rate / peak")->default_val(0.1);
+  cmd->add_option("--steps", a->o.steps, "optimizer steps, counted from the start of training")
+      ->required()
+      ->check(between(1, kMaxSteps));
+  cmd->add_option("--batch", a->o.batch, "rows per micro-batch")->default_val(8)->check(between(1, kMaxRows));
+  cmd->add_option("--seq-len", a->o.seq_len, "tokens per row (documents packed, state reset at boundaries)")
+      ->default_val(256)
+      ->check(between(1, double(limits::kPromptTokens)));
+  cmd->add_option("--accum", a->o.accum, "micro-batches per step (gradient accumulation)")
+      ->default_val(1)
+      ->check(between(1, kMaxRows));
+  cmd->add_option("--lr", a->o.schedule.lr, "peak learning rate")->default_val(1e-3)->check(between(0, 1, true));
+  cmd->add_option("--min-lr-ratio", a->o.schedule.min_lr_ratio, "final learning rate / peak")
+      ->default_val(0.1)
+      ->check(between(0, 1));
   cmd->add_option("--schedule", a->schedule, "constant, cosine or wsd (after warmup)")->default_val("cosine");
-  cmd->add_option("--warmup", a->o.schedule.warmup, "linear warmup steps")->default_val(0);
+  cmd->add_option("--warmup", a->o.schedule.warmup, "linear warmup steps")->default_val(0)->check(between(0, kMaxSteps));
   cmd->add_option("--total-steps", a->o.schedule.total,
-                  "schedule horizon (default --steps; give the final count when training in several runs)");
-  cmd->add_option("--weight-decay", a->o.adamw.weight_decay, "AdamW weight decay")->default_val(0.1);
-  cmd->add_option("--clip", a->o.clip, "global gradient-norm clip (0: off)")->default_val(1.0);
+                  "schedule horizon (default --steps; give the final count when training in several runs)")
+      ->check(between(1, kMaxSteps));
+  cmd->add_option("--weight-decay", a->o.adamw.weight_decay, "AdamW weight decay")->default_val(0.1)->check(between(0, 1));
+  cmd->add_option("--clip", a->o.clip, "global gradient-norm clip (0: off)")->default_val(1.0)->check(between(0, 1e6));
   cmd->add_option("--seed", a->o.seed, "seed of the model's initialisation and the data order")->default_val(0);
-  cmd->add_option("--save-every", a->o.save_every, "also save every N steps")->default_val(0);
+  cmd->add_option("--save-every", a->o.save_every, "also save every N steps")->default_val(0)->check(between(0, kMaxSteps));
   cmd->add_option("--eval-data", a->o.eval_data, "tokens to evaluate on (every --eval-every steps and at the end)");
-  cmd->add_option("--eval-every", a->o.eval_every, "evaluation interval in steps (0: at the end)")->default_val(0);
-  cmd->add_option("--eval-rows", a->o.eval_rows, "rows of --eval-data per evaluation (0: all)")->default_val(64);
+  cmd->add_option("--eval-every", a->o.eval_every, "evaluation interval in steps (0: at the end)")
+      ->default_val(0)
+      ->check(between(0, kMaxSteps));
+  cmd->add_option("--eval-rows", a->o.eval_rows, "rows of --eval-data per evaluation (0: all)")
+      ->default_val(64)
+      ->check(between(0, kMaxEvalRows));
   cmd->add_flag("--resume", a->o.resume, "continue the checkpoint in --out");
   cmd->callback([a] {
     train::TrainOptions& o = a->o;
@@ -97,9 +115,9 @@ void add_eval_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
   cmd->add_option("DIR", a->dir, "checkpoint directory")->required();
   cmd->add_option("--data", a->data, "token file (m3 data tokenize)")->required();
-  cmd->add_option("--seq-len", a->seq_len, "tokens per row")->default_val(256);
-  cmd->add_option("--batch", a->batch, "rows per forward")->default_val(8);
-  cmd->add_option("--rows", a->rows, "evaluate the first N rows (0: all)")->default_val(0);
+  cmd->add_option("--seq-len", a->seq_len, "tokens per row")->default_val(256)->check(between(1, double(limits::kPromptTokens)));
+  cmd->add_option("--batch", a->batch, "rows per forward")->default_val(8)->check(between(1, kMaxRows));
+  cmd->add_option("--rows", a->rows, "evaluate the first N rows (0: all)")->default_val(0)->check(between(0, kMaxEvalRows));
   cmd->callback([a] {
     Model m = Model::load(a->dir);
     const double loss = train::evaluate(m.config(), m.parameters(), a->data, a->seq_len, a->batch, a->rows);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <map>
 
+#include "core/lazy_check.h"
 #include "m3/error.h"
 #include "train/grad_layer.h"
 #include "train/grad_ops.h"
@@ -144,7 +145,8 @@ double GradModel<T>::forward_backward(std::span<const int32_t> tokens, const std
   const int64_t n = int64_t(tokens.size()), D = c.d_model, V = c.vocab_padded();
   check(cu.size() >= 2 && cu.front() == 0 && cu.back() == n, "training: cu_seqlens do not cover the tokens");
   check(targets.size() == tokens.size(), "training: one target per token expected");
-  for (int32_t t : tokens) check(t >= 0 && t < V, "training: token id " + std::to_string(t) + " outside the vocabulary");
+  for (int32_t t : tokens)
+    check(t >= 0 && t < V, [&] { return "training: token id " + std::to_string(t) + " outside the vocabulary"; });
   if (count <= 0) {
     for (int32_t t : targets) count += t >= 0 ? 1 : 0;
     check(count > 0, "training: the batch has no targets");

@@ -97,12 +97,12 @@ struct Mamba3Grad<T>::Impl {
     }
   }
 
-  void forward(const T* x, T* out, const std::vector<int64_t>& cu_in, const std::vector<T>& state_in,
-               std::vector<T>& state_out) {
+  void forward(const T* x, T* out, const std::vector<int64_t>& cu_in, const std::vector<T>& carried_in,
+               std::vector<T>& carried_out) {
     cu = cu_in;
     n = cu.back();
     const int64_t ns = int64_t(cu.size()) - 1;
-    check(state_in.empty() || int64_t(state_in.size()) == ns * state_size(),
+    check(carried_in.empty() || int64_t(carried_in.size()) == ns * state_size(),
           "Mamba-3 training: carried-in state has the wrong size");
     x_in.assign(x, x + n * d_model);
     u.resize(size_t(n * D_in));
@@ -130,14 +130,14 @@ struct Mamba3Grad<T>::Impl {
     ck.resize(size_t(chunk0[size_t(ns)] * H * P * N));
     theta.resize(size_t(n * H * S)), qr.resize(size_t(n * H * R * N)), kr.resize(qr.size());
     y.resize(size_t(n * R * DI));
-    state_out.resize(size_t(ns * state_size()));
+    carried_out.resize(size_t(ns * state_size()));
 #pragma omp parallel for schedule(dynamic, 1) if (n * R * P * N * H > cpu::kParallelWork)
     for (int64_t h = 0; h < H; ++h) {
       const int64_t g = h / (H / G);
       std::vector<T> Hs(size_t(P * N)), th(static_cast<size_t>(S));
       for (int64_t i = 0; i < ns; ++i) {
-        const T* st = state_in.empty() ? nullptr : state_in.data() + i * state_size();
-        T* so = state_out.data() + i * state_size();
+        const T* st = carried_in.empty() ? nullptr : carried_in.data() + i * state_size();
+        T* so = carried_out.data() + i * state_size();
         if (st) {
           std::copy(st + st_ssm(h), st + st_ssm(h) + P * N, Hs.begin());
           std::copy(st + st_angle(h), st + st_angle(h) + S, th.begin());
@@ -216,7 +216,7 @@ struct Mamba3Grad<T>::Impl {
     linear_forward<T>(out, o.data(), W_out, nullptr, n, DI, d_model);
   }
 
-  void backward(const T* dout, T* dx, const std::vector<T>& state_in, std::vector<T>& d_state_in) {
+  void backward(const T* dout, T* dx, const std::vector<T>& carried_in, std::vector<T>& d_carried_in) {
     const int64_t ns = int64_t(cu.size()) - 1, nbc = R * G;
     std::vector<T> dO(size_t(n * DI));
     linear_backward<T>(dO.data(), p.grad("out_proj.weight"), nullptr, dout, o.data(), W_out, n, DI, d_model);
@@ -252,7 +252,7 @@ struct Mamba3Grad<T>::Impl {
         }
     // The recurrence's adjoint, per head.
     std::vector<T> dqh(size_t(n * H * R * N)), dkh(dqh.size()), domega(size_t(n * H * S));
-    if (!state_in.empty()) d_state_in.assign(state_in.size(), T(0));
+    if (!carried_in.empty()) d_carried_in.assign(carried_in.size(), T(0));
     T *g_D = p.grad("D"), *g_dtb = p.grad("dt_bias"), *g_Bb = p.grad("B_bias"), *g_Cb = p.grad("C_bias");
     T* g_mx = c.is_mimo ? p.grad("mimo_x") : nullptr;
 #pragma omp parallel for schedule(dynamic, 1) if (n * R * P * N * H > cpu::kParallelWork)
@@ -261,7 +261,7 @@ struct Mamba3Grad<T>::Impl {
       std::vector<T> dk(size_t(R * N)), dv(size_t(R * P)), dq(size_t(R * N)), dth(static_cast<size_t>(S));
       std::vector<T> vcur(size_t(R * P)), vprev(size_t(R * P)), kprev(size_t(R * N));
       for (int64_t i = 0; i < ns; ++i) {
-        const T* st = state_in.empty() ? nullptr : state_in.data() + i * state_size();
+        const T* st = carried_in.empty() ? nullptr : carried_in.data() + i * state_size();
         const int64_t start = cu[size_t(i)], end = cu[size_t(i + 1)];
         std::fill(Gm.begin(), Gm.end(), T(0));
         std::fill(pdk.begin(), pdk.end(), T(0));
@@ -380,7 +380,7 @@ struct Mamba3Grad<T>::Impl {
           }
         }
         if (st) {
-          T* ds = d_state_in.data() + i * state_size();
+          T* ds = d_carried_in.data() + i * state_size();
           std::copy(Gm.begin(), Gm.end(), ds + st_ssm(h));
           std::copy(dth.begin(), dth.end(), ds + st_angle(h));
           for (int64_t r = 0; r < R; ++r) {
