@@ -319,18 +319,26 @@ Result mamba3_prefill(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B,
   return r;
 }
 
-// The tensor-core scan (what `--dtype bf16` runs) at rank R: SISO, or MIMO with 64 / R tokens a chunk.
-Result mamba3_prefill_bf16(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, int64_t L, int64_t R) {
+// The tensor-core scan (what `--dtype bf16` runs) at rank R: SISO, or MIMO with 64 / R tokens a chunk;
+// split as the layer splits it, or (unsplit, the baseline of the split) one block per (sequence, head).
+Result mamba3_prefill_bf16(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, int64_t L, int64_t R,
+                           bool unsplit = false) {
   const Mamba3ScanDims& dims = R == 1 ? kMamba3Dims : kMamba3MimoDims;
   check(mamba3_chunk_scan_bf16_supported(dims), "Mamba-3 bf16 chunked scan: unsupported bench dims");
   const int64_t T = B * L;
   const Mamba3Data d(ctx, rng, B, T, rotation_sets(mamba3_set_bytes(B, T, R)), R);
   const auto cu_dev = upload(ctx, offsets(B, L));
-  Result r{R == 1 ? "mamba3_siso_prefill_bf16" : "mamba3_mimo4_prefill_bf16", B, L};
+  const Mamba3Bf16Split split = unsplit ? Mamba3Bf16Split{} : mamba3_chunk_scan_bf16_split(ctx, dims, B, L);
+  Scratch<float> scratch;
+  Result r{std::string(R == 1 ? "mamba3_siso_prefill_bf16" : "mamba3_mimo4_prefill_bf16") + (unsplit ? "_unsplit" : ""),
+           B, L};
   r.ms = timer.median_ms(ctx, reps, 1, [&](int64_t c) {
     const int64_t s = c % d.sets;
-    mamba3_chunk_scan_bf16_prefill(ctx, dims, d.inputs(s), cu_dev.get(), B, d.states(s), d.y.get(), R * kH * kP);
+    mamba3_chunk_scan_bf16_prefill(ctx, dims, d.inputs(s), cu_dev.get(), B, d.states(s), d.y.get(), R * kH * kP,
+                                   split, scratch);
   });
+  std::printf("%s B=%lld L=%lld: split %d parts × %d pieces\n", r.kernel.c_str(), (long long)B, (long long)L,
+              split.segments, split.subsegments);
   r.flops = prefill_flops(T, R);
   r.bytes = mamba3_prefill_bytes(B, T, R);
   r.peak_flops = kPeakTensorFlops;
@@ -426,7 +434,7 @@ Result ssd_prefill(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, in
                            .D = D.get(),
                            .D_per_channel = false};
     if (tensor_cores)
-      chunked.prefill(ctx, dims, in, cu_dev.get(), T, B, ssm.get(), slot.get() + s * B, kH * kP * kN,
+      chunked.prefill(ctx, dims, in, cu_dev.get(), T, B, L, ssm.get(), slot.get() + s * B, kH * kP * kN,
                       int32_t(sets * B - 1), y.get(), kH * kP);
     else
       ssd_scan(ctx, dims, in, cu_dev.get(), B, ssm.get(), slot.get() + s * B, kH * kP * kN, y.get(), kH * kP);
@@ -494,6 +502,9 @@ int run(int argc, char** argv) {
   for (int64_t R : {1, 4})
     for (auto [B, L] : {std::pair<int64_t, int64_t>{1, 4096}, {1, 16384}, {1, 65536}, {8, 4096}})
       report(mamba3_prefill_bf16(ctx, timer, rng, reps, B, L, R));
+  for (int64_t R : {1, 4})
+    for (auto [B, L] : {std::pair<int64_t, int64_t>{1, 4096}, {1, 65536}})
+      report(mamba3_prefill_bf16(ctx, timer, rng, reps, B, L, R, true));
   for (int64_t B : {1, 16, 128}) report(mamba3_step(ctx, timer, rng, reps, B));
   for (bool tensor_cores : {false, true})
     for (auto [B, L] : {std::pair<int64_t, int64_t>{1, 16384}, {1, 65536}, {8, 4096}})

@@ -90,8 +90,8 @@ class Mamba2Layer final : public Layer {
                            .dt_min = float(c_.dt_limit_min), .dt_max = float(c_.dt_limit_max), .A = A_.get(),
                            .D = D_.get(), .D_per_channel = c_.D_has_hdim};
     if (tensor_core_max_slot >= 0)
-      bf16_chunk_.prefill(ctx_, dims(), in, cu, T, n_seqs, s.buf[1], s.slot_dev, s.stride[1], tensor_core_max_slot, ys,
-                          DS);
+      bf16_chunk_.prefill(ctx_, dims(), in, cu, T, n_seqs, max_len, s.buf[1], s.slot_dev, s.stride[1],
+                          tensor_core_max_slot, ys, DS);
     else
       ssd_scan(ctx_, dims(), in, cu, n_seqs, s.buf[1], s.slot_dev, s.stride[1], ys, DS);
     // o = [silu(z0) ⊙ x0 | GatedRMSNorm(y, z) or y ⊙ silu(z)] (spec §3.4–§3.5).

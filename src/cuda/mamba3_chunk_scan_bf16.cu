@@ -16,10 +16,26 @@
 //     state update on G in registers (warp: 16 of P × N/4);
 //  5. G to its bf16 copy for the next chunk's q̃ Gᵀ.
 // θ, G and the last token's k̃ and x go to the slot after the last chunk.
+//
+// Split sequences. With fewer (sequence, head) pairs than SMs (batch 1: 64 heads on 132 SMs) a
+// block per pair leaves SMs idle, so each sequence is cut into `segments` parts of whole chunks,
+// each walked by a block of its own. The state entering part s follows from the parts before it:
+// a first launch (the same kernel, kStates) runs the chunk recurrence over each of `subsegments`
+// pieces of every part but the last, from G = 0 and θ = 0, keeping only the piece's own state
+// change G_j (in its local rotary frame), its decay total A_j = Σ ADT and its angle advance Θ_j.
+// The second launch's block for part s starts from Ĥ and θ_in (which the first launch copied out
+// of the slot, so that no block of the second reads the slot that the last part writes) and folds
+// the pieces before it in order:
+//   G ← e^{A_j} G + Rot_N(θ) G_j,  θ ← θ + Θ_j,
+// Rot_N(θ) rotating G's N index pairwise as k̃ is rotated (§3): a piece's keys are its local ones
+// turned by the angle at its start, and G is linear in them. The σ_j of a piece's last token
+// reads the next token's λ and dt as it does unsplit (the lookahead crosses piece boundaries).
 #include "cuda/mamba3_chunk_scan_bf16.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/check.h"
@@ -62,7 +78,7 @@ struct Bf16ScanSmem {
   static constexpr size_t theta = m + 2 * kRows * kLdRows;
   static constexpr size_t theta_in = theta + 4 * (N / 2) * kLdTheta;
   static constexpr size_t tok = theta_in + 4 * (N / 2);
-  static constexpr size_t bias = tok + 4 * (5 * kRows + 4);
+  static constexpr size_t bias = tok + 4 * (5 * kRows + 4);  // + e^{a_end} and the first launch's Σ ADT
   static constexpr size_t raw_q = bias + 4 * kMaxRank * (2 * N + kP);
   static constexpr size_t raw_k = raw_q + 4 * kRows * N;
   static constexpr size_t raw_x = raw_k + 4 * kRows * N;
@@ -82,10 +98,11 @@ __device__ inline void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n"
 
 // The raw inputs of the chunk at tokens [t0, t0 + n) of a sequence ending before `end` into the
 // staging area, as asynchronous copies (complete after cp_async_wait_all and a barrier): q, k rows
-// m = i·R + r, x [i][P], angle [i][S], dt, trap [i ≤ n] (token n when the sequence goes on), ADT.
+// m = i·R + r (q only when kQ), x [i][P], angle [i][S], dt, trap [i ≤ n] (token n when the
+// sequence goes on), ADT.
 // Rows past n are not copied (the readers zero them). q, k and x go in 16-byte copies when their
 // rows are 16-byte aligned (vec_x for x), else 4-byte ones.
-template <int N>
+template <int N, bool kQ>
 __device__ void stage_chunk(const Mamba3ScanDims& d, const Mamba3ScanInputs& in, int64_t h, int64_t grp, int64_t t0,
                             int n, int64_t end, bool vec_x, unsigned char* smem) {
   using L = Bf16ScanSmem<N>;
@@ -99,7 +116,7 @@ __device__ void stage_chunk(const Mamba3ScanDims& d, const Mamba3ScanInputs& in,
   for (int e = tid; e < n * R * (N / 4); e += kThreads) {
     const int m = e / (N / 4), c = 4 * (e % (N / 4)), i = m / R, r = m % R;
     const int64_t off = (t0 + i) * in.qk_ld + (r * G + grp) * N + c;
-    cp_async_16(rq + m * N + c, in.q + off);
+    if constexpr (kQ) cp_async_16(rq + m * N + c, in.q + off);
     cp_async_16(rk + m * N + c, in.k + off);
   }
   if (vec_x) {
@@ -156,10 +173,37 @@ __device__ inline void rotate_pairs(float (&q)[8], float (&k)[8], const float* t
   }
 }
 
-template <int N, int R>
+// The first launch's results for a split call (layout per (sequence, head) pair, J pieces each).
+struct SplitArgs {
+  int segments = 1, subsegments = 1;
+  float* init_g = nullptr;       // [pairs][P·N] Ĥ, the state entering the sequence
+  float* init_theta = nullptr;   // [pairs][S] θ_in
+  float* piece_g = nullptr;      // [pairs][J][P·N] G_j, local frame
+  float* piece_theta = nullptr;  // [pairs][J][S] Θ_j, reduced mod 2π
+  float* piece_adt = nullptr;    // [pairs][J] A_j
+  __host__ __device__ int pieces() const { return (segments - 1) * subsegments; }
+};
+
+// Tokens [b, e) of piece q (of `subsegments`) of part s (of `segments`) of the sequence [start,
+// end) cut at chunks of Qt tokens; pieces of one part, and parts, are consecutive.
+struct Span {
+  int64_t b, e;
+};
+__device__ inline Span piece_span(int64_t start, int64_t end, int Qt, int segments, int s, int subsegments, int q) {
+  const int64_t chunks = (end - start + Qt - 1) / Qt;
+  const int64_t per_part = (chunks + segments - 1) / segments;
+  const int64_t c0 = min(s * per_part, chunks), c1 = min(c0 + per_part, chunks);
+  const int64_t per_piece = (per_part + subsegments - 1) / subsegments;
+  const int64_t p0 = min(c0 + q * per_piece, c1), p1 = min(p0 + per_piece, c1);
+  return {start + p0 * Qt, min(start + p1 * Qt, end)};
+}
+
+// kStates: the first launch of a split call (block = (pair, piece), the pieces' own state
+// changes); else the outputs (block = (pair, part), one part per pair when not split).
+template <int N, int R, bool kStates>
 __global__ void __launch_bounds__(kThreads, 1)
     mamba3_chunk_scan_bf16_kernel(Mamba3ScanDims d, Mamba3ScanInputs in, const int64_t* cu, Mamba3ScanStates st,
-                                  float* y, int64_t y_ld, bool vec_x) {
+                                  float* y, int64_t y_ld, bool vec_x, SplitArgs split) {
   using L = Bf16ScanSmem<N>;
   constexpr int ld = L::ld, half_n = N / 2, NTG = N / 32;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -172,7 +216,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   auto* theta = reinterpret_cast<float*>(smem + L::theta);
   auto* theta_in = reinterpret_cast<float*>(smem + L::theta_in);
   float* a = reinterpret_cast<float*>(smem + L::tok);
-  float *ea = a + kRows, *sig = ea + kRows, *cw = sig + kRows, *w = cw + kRows, *dec = w + kRows;
+  float *ea = a + kRows, *sig = ea + kRows, *cw = sig + kRows, *w = cw + kRows, *dec = w + kRows,
+        *adt_sum = dec + 1;
   float* qbias = reinterpret_cast<float*>(smem + L::bias);
   float* kbias = qbias + kMaxRank * N;
   float* mx = kbias + kMaxRank * N;
@@ -186,29 +231,41 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t H = d.H, G = d.G;
   constexpr int Qt = kRows / R;
   const int S = int(d.S);
-  const int64_t i_seq = blockIdx.x / H, h = blockIdx.x % H;
+  const int parts = kStates ? split.pieces() : split.segments;
+  const int64_t pair = blockIdx.x / parts;
+  const int part = int(blockIdx.x % parts);
+  const int64_t i_seq = pair / H, h = pair % H;
   const int64_t start = cu[i_seq], end = cu[i_seq + 1];
-  if (start == end) return;  // the whole block: a sequence of length 0 keeps its state
+  const Span sp = kStates ? piece_span(start, end, Qt, split.segments, part / split.subsegments,
+                                       split.subsegments, part % split.subsegments)
+                          : piece_span(start, end, Qt, split.segments, part, 1, 0);
+  // The whole block: a sequence of length 0 keeps its state; an empty piece or part has no work
+  // (whoever reads a piece finds it empty the same way).
+  if (sp.b == sp.e) return;
+  const bool seq_end = sp.e == end, was_split = split.segments > 1;
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32;
   const MmaLane l = mma_lane();
   const int64_t slot = st.slot[i_seq], grp = h / (H / G);
   const float Dh = in.D[h];
-  stage_chunk<N>(d, in, h, grp, start, int(end - start < Qt ? end - start : Qt), end, vec_x, smem);
+  stage_chunk<N, !kStates>(d, in, h, grp, sp.b, int(sp.e - sp.b < Qt ? sp.e - sp.b : Qt), end, vec_x, smem);
   for (int e = tid; e < R * N; e += kThreads) qbias[e] = in.q_bias[h * R * N + e], kbias[e] = in.k_bias[h * R * N + e];
   for (int e = tid; e < R * kP; e += kThreads) mx[e] = in.mimo_x ? in.mimo_x[h * R * kP + e] : 1.0f;
 
-  // The state entering the sequence, Ĥ = H₋ + (1 − λ₀) dt₀ Σ_r (v₋ ⊙ mimo_x[h, r]) k̃₋_rᵀ (spec §6),
-  // as this warp's accumulator tiles: rows pr.. of P, columns nb.. nb + N/4 of N.
+  // This warp's accumulator tiles of G: rows pr.. of P, columns nb.. nb + N/4 of N; element (j, e)
+  // of a thread is G[g_p(e)][g_n(j, e)].
   const int pr = 16 * (warp % 4), nb = (N / 4) * (warp / 4);
+  auto g_p = [&](int e) { return pr + l.g + 8 * (e / 2); };
+  auto g_n = [&](int j, int e) { return nb + 8 * j + 2 * l.t + e % 2; };
   float gacc[NTG][4];
-  {
+  if (!was_split || (kStates && part == 0)) {
+    // The state entering the sequence, Ĥ = H₋ + (1 − λ₀) dt₀ Σ_r (v₋ ⊙ mimo_x[h, r]) k̃₋_rᵀ (spec §6).
     const float scale = (1.0f - sigmoid(in.trap[start * in.trap_ld + h])) * in.dt[start * H + h];
     const float* ssm = st.ssm + slot * st.ssm_stride + h * kP * N;
 #pragma unroll
     for (int j = 0; j < NTG; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int p = pr + l.g + 8 * (e / 2), n = nb + 8 * j + 2 * l.t + e % 2;
+        const int p = g_p(e), n = g_n(j, e);
         const float vp = st.v[slot * st.v_stride + h * kP + p];
         float gv = ssm[p * N + n];
         for (int r = 0; r < R; ++r)
@@ -216,24 +273,84 @@ __global__ void __launch_bounds__(kThreads, 1)
                 st.k[slot * st.k_stride + (r * H + h) * N + n];
         gacc[j][e] = gv;
       }
+    for (int j = tid; j < S; j += kThreads) theta_in[j] = st.angle[slot * st.angle_stride + h * S + j];
+  } else if (!kStates) {
+    // A part of a split sequence: Ĥ and θ_in as the first launch copied them, then the pieces
+    // before this part folded in (see the header comment).
+#pragma unroll
+    for (int j = 0; j < NTG; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) gacc[j][e] = split.init_g[pair * kP * N + g_p(e) * N + g_n(j, e)];
+    for (int j = tid; j < S; j += kThreads) theta_in[j] = split.init_theta[pair * S + j];
+    __syncthreads();
+    const int J = split.pieces();
+    for (int jj = 0; jj < part * split.subsegments; ++jj) {
+      const Span ps = piece_span(start, end, Qt, split.segments, jj / split.subsegments, split.subsegments,
+                                 jj % split.subsegments);
+      if (ps.b == ps.e) continue;
+      const int64_t piece = pair * J + jj;
+      const float* gl = split.piece_g + piece * kP * N;
+      const float decay = expf(split.piece_adt[piece]);
+#pragma unroll
+      for (int j = 0; j < NTG; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int p = g_p(e), n = g_n(j, e);
+          const bool halves = d.halves_pairing;
+          const int u = halves ? n % half_n : n / 2;
+          const bool first = halves ? n < half_n : n % 2 == 0;
+          float gv = gl[p * N + n];
+          if (u < S) {
+            const float other = gl[p * N + (halves ? (first ? n + half_n : n - half_n) : n ^ 1)];
+            float sn, cs;
+            sincosf(theta_in[u], &sn, &cs);
+            gv = first ? cs * gv - sn * other : sn * other + cs * gv;
+          }
+          gacc[j][e] = decay * gacc[j][e] + gv;
+        }
+      __syncthreads();  // every read of θ before it moves on
+      for (int j = tid; j < S; j += kThreads)
+        theta_in[j] = mamba3_wrap_angle(theta_in[j] + split.piece_theta[piece * S + j]);
+      __syncthreads();
+    }
   }
-  for (int j = tid; j < S; j += kThreads) theta_in[j] = st.angle[slot * st.angle_stride + h * S + j];
+  if constexpr (kStates) {
+    // A piece runs from G = 0 and θ = 0; the first piece also hands Ĥ and θ_in to the second launch.
+    if (part == 0) {
+#pragma unroll
+      for (int j = 0; j < NTG; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) split.init_g[pair * kP * N + g_p(e) * N + g_n(j, e)] = gacc[j][e];
+      __syncthreads();  // theta_in from the slot is in shared memory
+      for (int j = tid; j < S; j += kThreads) split.init_theta[pair * S + j] = theta_in[j];
+      __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < NTG; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) gacc[j][e] = 0.0f;
+    for (int j = tid; j < S; j += kThreads) theta_in[j] = 0.0f;
+    if (tid == 0) *adt_sum = 0.0f;
+  }
   __syncthreads();
 
-  for (int64_t t0 = start; t0 < end; t0 += Qt) {
-    const int n_tok = int(end - t0 < Qt ? end - t0 : Qt);
-    const bool last = t0 + Qt >= end;
+  for (int64_t t0 = sp.b; t0 < sp.e; t0 += Qt) {
+    const int n_tok = int(sp.e - t0 < Qt ? sp.e - t0 : Qt);
+    const bool last = t0 + Qt >= sp.e;
+    if constexpr (!kStates) {
 #pragma unroll
-    for (int j = 0; j < NTG; ++j) {
-      store_bf16x2(gs + (pr + l.g) * ld + nb + 8 * j + 2 * l.t, gacc[j][0], gacc[j][1]);
-      store_bf16x2(gs + (pr + l.g + 8) * ld + nb + 8 * j + 2 * l.t, gacc[j][2], gacc[j][3]);
+      for (int j = 0; j < NTG; ++j) {
+        store_bf16x2(gs + (pr + l.g) * ld + nb + 8 * j + 2 * l.t, gacc[j][0], gacc[j][1]);
+        store_bf16x2(gs + (pr + l.g + 8) * ld + nb + 8 * j + 2 * l.t, gacc[j][2], gacc[j][3]);
+      }
     }
     cp_async_wait_all();  // this chunk's staged inputs
     __syncthreads();
 
     // 1. Per-token scalars and angle steps from the staged inputs; then warp 0 scans ADT into a_i
     //    and derives e^{a_i}, w_i, and warps 1–15 scan each angle's steps into θ. Tokens past the
-    //    chunk's end get ADT = σ = c = 0 and the angle step 0 (so a = a_end, w = 0).
+    //    chunk's end get ADT = σ = c = 0 and the angle step 0 (so a = a_end, w = 0). The lookahead
+    //    c reads the token after the chunk while the sequence goes on, a piece's or part's end or not.
     for (int i = warp; i < Qt; i += kWarps)
       for (int j = lane; j < S; j += 32)
         theta[j * kLdTheta + i] = i < n_tok ? mamba3_angle_step(rang[i * S + j], rdt[i]) : 0.0f;
@@ -253,7 +370,10 @@ __global__ void __launch_bounds__(kThreads, 1)
         ea[i] = expf(a[i]);
         w[i] = expf(total - a[i]) * sig[i];
       }
-      if (lane == 0) *dec = expf(total);
+      if (lane == 0) {
+        *dec = expf(total);
+        if constexpr (kStates) *adt_sum += total;
+      }
     } else {
       for (int j = warp - 1; j < S; j += kWarps - 1) {
         const float th0 = theta_in[j];
@@ -267,7 +387,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
     // 2. Rows m = i·R + r: q̃, k̃, w k̃ and V from the staged inputs, a thread per 4 rotary pairs
     //    or 8 values of a row; rows past the chunk's end are zeros. SISO pairs (2u, 2u + 1) make
-    //    8 contiguous elements, MIMO's (u, u + N/2) two runs of 4.
+    //    8 contiguous elements, MIMO's (u, u + N/2) two runs of 4. The first launch needs no q̃.
     for (int e = tid; e < kRows * (half_n / 4); e += kThreads) {
       const int m = e / (half_n / 4), u0 = 4 * (e % (half_n / 4)), i = m / R, r = m % R;
       const bool halves = d.halves_pairing;
@@ -279,9 +399,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int h4 = 0; h4 < 2; ++h4) {
           const int c = h4 ? c1 : c0;
-          const float4 q4 = *reinterpret_cast<const float4*>(qr + c), k4 = *reinterpret_cast<const float4*>(kr + c);
-          const float4 qb4 = *reinterpret_cast<const float4*>(qb + c), kb4 = *reinterpret_cast<const float4*>(kb + c);
-          qv[4 * h4] = q4.x + qb4.x, qv[4 * h4 + 1] = q4.y + qb4.y, qv[4 * h4 + 2] = q4.z + qb4.z, qv[4 * h4 + 3] = q4.w + qb4.w;
+          if constexpr (!kStates) {
+            const float4 q4 = *reinterpret_cast<const float4*>(qr + c), qb4 = *reinterpret_cast<const float4*>(qb + c);
+            qv[4 * h4] = q4.x + qb4.x, qv[4 * h4 + 1] = q4.y + qb4.y, qv[4 * h4 + 2] = q4.z + qb4.z,
+                    qv[4 * h4 + 3] = q4.w + qb4.w;
+          }
+          const float4 k4 = *reinterpret_cast<const float4*>(kr + c), kb4 = *reinterpret_cast<const float4*>(kb + c);
           kv[4 * h4] = k4.x + kb4.x, kv[4 * h4 + 1] = k4.y + kb4.y, kv[4 * h4 + 2] = k4.z + kb4.z, kv[4 * h4 + 3] = k4.w + kb4.w;
         }
         if (halves) rotate_pairs<true>(qv, kv, theta + u0 * kLdTheta + i, S - u0);
@@ -291,8 +414,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int h4 = 0; h4 < 2; ++h4) {
         const int c = h4 ? c1 : c0, o = 4 * h4;
-        store_bf16x4(qs + m * ld + c, qv[o], qv[o + 1], qv[o + 2], qv[o + 3]);
-        store_bf16x4(ks + m * ld + c, kv[o], kv[o + 1], kv[o + 2], kv[o + 3]);
+        if constexpr (!kStates) {
+          store_bf16x4(qs + m * ld + c, qv[o], qv[o + 1], qv[o + 2], qv[o + 3]);
+          store_bf16x4(ks + m * ld + c, kv[o], kv[o + 1], kv[o + 2], kv[o + 3]);
+        }
         store_bf16x4(kws + m * ld + c, wi * kv[o], wi * kv[o + 1], wi * kv[o + 2], wi * kv[o + 3]);
       }
     }
@@ -306,7 +431,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       store_bf16x4(vs + m * kLdRows + p, v.x, v.y, v.z, v.w);
     }
-    if (last) {
+    if (!kStates && last && seq_end) {
       // The slot's θ, k̃ (fp32, rotated again from the inputs) and x of the sequence's last token.
       const int i = n_tok - 1;
       for (int j = tid; j < S; j += kThreads) st.angle[slot * st.angle_stride + h * S + j] = theta[j * kLdTheta + i];
@@ -328,32 +453,34 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     __syncthreads();
     // The next chunk's inputs load while this one's products run.
-    if (!last) stage_chunk<N>(d, in, h, grp, t0 + Qt, int(end - t0 - Qt < Qt ? end - t0 - Qt : Qt), end, vec_x, smem);
+    if (!last)
+      stage_chunk<N, !kStates>(d, in, h, grp, t0 + Qt, int(sp.e - t0 - Qt < Qt ? sp.e - t0 - Qt : Qt), end, vec_x,
+                               smem);
 
-    // 3. M = (q̃ k̃ᵀ) ∘ coefficients.
-    const int rb = 16 * (warp % 4), cb = 16 * (warp / 4);  // this warp's 16 × 16 tile of M and of y
-    {
-      float sc[2][4] = {};
-      warp_mma<2, false, false>(sc, qs, ld, rb, ks, ld, cb, N);
+    if constexpr (!kStates) {
+      // 3. M = (q̃ k̃ᵀ) ∘ coefficients.
+      const int rb = 16 * (warp % 4), cb = 16 * (warp / 4);  // this warp's 16 × 16 tile of M and of y
+      {
+        float sc[2][4] = {};
+        warp_mma<2, false, false>(sc, qs, ld, rb, ks, ld, cb, N);
 #pragma unroll
-      for (int j = 0; j < 2; ++j)
+        for (int j = 0; j < 2; ++j)
 #pragma unroll
-        for (int hr = 0; hr < 2; ++hr) {
-          const int row = rb + l.g + 8 * hr, col = cb + 8 * j + 2 * l.t, ti = row / R;
-          float val[2];
+          for (int hr = 0; hr < 2; ++hr) {
+            const int row = rb + l.g + 8 * hr, col = cb + 8 * j + 2 * l.t, ti = row / R;
+            float val[2];
 #pragma unroll
-          for (int cc = 0; cc < 2; ++cc) {
-            const int tj = (col + cc) / R;
-            const float coef = tj < ti ? expf(a[ti] - a[tj]) * sig[tj] : tj == ti ? sig[ti] - cw[ti] : 0.0f;
-            val[cc] = coef * sc[j][2 * hr + cc];
+            for (int cc = 0; cc < 2; ++cc) {
+              const int tj = (col + cc) / R;
+              const float coef = tj < ti ? expf(a[ti] - a[tj]) * sig[tj] : tj == ti ? sig[ti] - cw[ti] : 0.0f;
+              val[cc] = coef * sc[j][2 * hr + cc];
+            }
+            store_bf16x2(ms + row * kLdRows + col, val[0], val[1]);
           }
-          store_bf16x2(ms + row * kLdRows + col, val[0], val[1]);
-        }
-    }
-    __syncthreads();
+      }
+      __syncthreads();
 
-    // 4. Outputs, then the state update.
-    {
+      // 4. Outputs, then (below) the state update.
       float yo[2][4] = {};
       warp_mma<2, false, false>(yo, qs, ld, rb, gs, ld, cb, N);
       const float e0 = ea[(rb + l.g) / R], e1 = ea[(rb + l.g + 8) / R];
@@ -397,37 +524,65 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncthreads();  // every read of this chunk's tiles and scalars is done
   }
 
-  float* ssm = st.ssm + slot * st.ssm_stride + h * kP * N;
+  if constexpr (kStates) {
+    const int64_t piece = pair * split.pieces() + part;
 #pragma unroll
-  for (int j = 0; j < NTG; ++j)
+    for (int j = 0; j < NTG; ++j)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) ssm[(pr + l.g + 8 * (e / 2)) * N + nb + 8 * j + 2 * l.t + e % 2] = gacc[j][e];
+      for (int e = 0; e < 4; ++e) split.piece_g[piece * kP * N + g_p(e) * N + g_n(j, e)] = gacc[j][e];
+    for (int j = tid; j < S; j += kThreads) split.piece_theta[piece * S + j] = theta_in[j];
+    if (tid == 0) split.piece_adt[piece] = *adt_sum;
+  } else if (seq_end) {
+    float* ssm = st.ssm + slot * st.ssm_stride + h * kP * N;
+#pragma unroll
+    for (int j = 0; j < NTG; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) ssm[g_p(e) * N + g_n(j, e)] = gacc[j][e];
+  }
 }
 
 template <int N, int R>
 void launch(Context& ctx, const Mamba3ScanDims& d, const Mamba3ScanInputs& in, const int64_t* cu_dev, int64_t n_seqs,
-            const Mamba3ScanStates& st, float* y, int64_t y_ld) {
+            const Mamba3ScanStates& st, float* y, int64_t y_ld, const Mamba3Bf16Split& split,
+            Scratch<float>& scratch) {
   constexpr size_t bytes = Bf16ScanSmem<N>::bytes;
   static_assert(bytes <= 227 * 1024, "the block's shared memory fits an SM");
-  M3_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&mamba3_chunk_scan_bf16_kernel<N, R>),
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  for (const void* fn : {reinterpret_cast<const void*>(&mamba3_chunk_scan_bf16_kernel<N, R, false>),
+                         reinterpret_cast<const void*>(&mamba3_chunk_scan_bf16_kernel<N, R, true>)})
+    M3_CUDA_CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
   // q and k rows are 16-byte aligned in the layouts callers use (row length R·G·N floats, N a
   // multiple of 32); x rows are when the in_proj row length is a multiple of 4 floats.
   auto aligned = [](const float* p, int64_t ld) { return reinterpret_cast<uintptr_t>(p) % 16 == 0 && ld % 4 == 0; };
   check(aligned(in.q, in.qk_ld) && aligned(in.k, in.qk_ld), "Mamba-3 bf16 chunked scan: q and k rows must be 16-byte aligned");
   const bool vec_x = aligned(in.x, in.x_ld);
-  mamba3_chunk_scan_bf16_kernel<N, R>
-      <<<unsigned(n_seqs * d.H), kThreads, bytes, ctx.stream>>>(d, in, cu_dev, st, y, y_ld, vec_x);
+  const int64_t pairs = n_seqs * d.H;
+  SplitArgs sa;
+  sa.segments = split.segments, sa.subsegments = split.subsegments;
+  if (split.segments > 1) {
+    const int64_t PN = kP * N, J = sa.pieces();
+    float* base = scratch.get(ctx, size_t(pairs * (PN + d.S + J * (PN + d.S + 1))));
+    sa.init_g = base;
+    sa.init_theta = sa.init_g + pairs * PN;
+    sa.piece_g = sa.init_theta + pairs * d.S;
+    sa.piece_theta = sa.piece_g + pairs * J * PN;
+    sa.piece_adt = sa.piece_theta + pairs * J * d.S;
+    mamba3_chunk_scan_bf16_kernel<N, R, true>
+        <<<unsigned(pairs * J), kThreads, bytes, ctx.stream>>>(d, in, cu_dev, st, y, y_ld, vec_x, sa);
+    M3_CUDA_LAUNCH_CHECK();
+  }
+  mamba3_chunk_scan_bf16_kernel<N, R, false>
+      <<<unsigned(pairs * split.segments), kThreads, bytes, ctx.stream>>>(d, in, cu_dev, st, y, y_ld, vec_x, sa);
   M3_CUDA_LAUNCH_CHECK();
 }
 
 template <int N>
 void launch_rank(Context& ctx, const Mamba3ScanDims& d, const Mamba3ScanInputs& in, const int64_t* cu_dev,
-                 int64_t n_seqs, const Mamba3ScanStates& st, float* y, int64_t y_ld) {
+                 int64_t n_seqs, const Mamba3ScanStates& st, float* y, int64_t y_ld, const Mamba3Bf16Split& split,
+                 Scratch<float>& scratch) {
   switch (d.R) {
-    case 1: return launch<N, 1>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld);
-    case 2: return launch<N, 2>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld);
-    default: return launch<N, 4>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld);
+    case 1: return launch<N, 1>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld, split, scratch);
+    case 2: return launch<N, 2>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld, split, scratch);
+    default: return launch<N, 4>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld, split, scratch);
   }
 }
 
@@ -438,18 +593,39 @@ bool mamba3_chunk_scan_bf16_supported(const Mamba3ScanDims& d) {
          d.S >= 1 && 2 * d.S <= d.N;
 }
 
+Mamba3Bf16Split mamba3_chunk_scan_bf16_split(const Context& ctx, const Mamba3ScanDims& d, int64_t n_seqs,
+                                             int64_t max_len) {
+  // A part shorter than kMinPartChunks chunks would spend more on the first launch and the fold
+  // than the SMs it fills give back.
+  constexpr int64_t kMinPartChunks = 4, kMaxParts = 64;
+  // M3_NO_SCAN_SPLIT=1: a block per (sequence, head), the baseline of the split side by side.
+  if (const char* off = std::getenv("M3_NO_SCAN_SPLIT"); off && *off && std::string(off) != "0") return {};
+  const int64_t pairs = n_seqs * d.H, sms = ctx.prop.multiProcessorCount;
+  const int64_t chunks = (max_len + kRows / d.R - 1) / (kRows / d.R);
+  if (pairs <= 0) return {};
+  const int64_t segments = std::min({sms / pairs, chunks / kMinPartChunks, kMaxParts});
+  if (segments < 2) return {};
+  // Pieces that fill the SMs in the first launch too, each at least a chunk.
+  const int64_t per_part = (chunks + segments - 1) / segments;
+  const int64_t sub = std::clamp(sms / (pairs * (segments - 1)), int64_t{1}, std::min(per_part, kMaxParts));
+  return {int(segments), int(sub)};
+}
+
 void mamba3_chunk_scan_bf16_prefill(Context& ctx, const Mamba3ScanDims& d, const Mamba3ScanInputs& in,
                                     const int64_t* cu_dev, int64_t n_seqs, const Mamba3ScanStates& st, float* y,
-                                    int64_t y_ld) {
+                                    int64_t y_ld, const Mamba3Bf16Split& split, Scratch<float>& scratch) {
   check(mamba3_chunk_scan_bf16_supported(d), "Mamba-3 bf16 chunked scan: unsupported dims");
+  check(split.segments >= 1 && split.segments <= 64 && split.subsegments >= 1 && split.subsegments <= 64,
+        "Mamba-3 bf16 chunked scan: a split of " + std::to_string(split.segments) + " × " +
+            std::to_string(split.subsegments) + " is outside 1..64 × 1..64");
   if (n_seqs == 0) return;
-  check(n_seqs * d.H <= INT_MAX,
+  check(n_seqs * d.H * split.segments * split.subsegments <= INT_MAX,
         "Mamba-3 bf16 chunked scan: " + std::to_string(n_seqs) + " sequences × " + std::to_string(d.H) +
             " heads exceed one launch's grid");
   switch (d.N) {
-    case 32: return launch_rank<32>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld);
-    case 64: return launch_rank<64>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld);
-    default: return launch_rank<128>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld);
+    case 32: return launch_rank<32>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld, split, scratch);
+    case 64: return launch_rank<64>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld, split, scratch);
+    default: return launch_rank<128>(ctx, d, in, cu_dev, n_seqs, st, y, y_ld, split, scratch);
   }
 }
 

@@ -1,6 +1,7 @@
 // Mamba-3 mixer on the device (spec/mamba3.md), the CPU layer's math (cpu/mamba3_layer.cpp):
 // in_proj, per-token preprocessing (§3, mamba3_preprocess), the scan (cuda/mamba3_scan), output
 // gating or gated norm and the MIMO down-projection (§4, mamba3_gate_out), out_proj.
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <memory>
@@ -123,8 +124,14 @@ class Mamba3Layer final : public Layer {
     if (T == 0) return;  // every sequence has length 0
     prepare(x, T);
     const int64_t y_ld = c_.rank() * c_.d_inner;
-    if (bf16_scan_)
-      mamba3_chunk_scan_bf16_prefill(ctx_, dims(), inputs(), pk.cu_dev, pk.n_seqs(), states(s), buf_.ys, y_ld);
+    if (bf16_scan_) {
+      int64_t max_len = 0;
+      for (size_t i = 0; i + 1 < pk.cu_seqlens.size(); ++i)
+        max_len = std::max(max_len, pk.cu_seqlens[i + 1] - pk.cu_seqlens[i]);
+      const Mamba3Bf16Split split = mamba3_chunk_scan_bf16_split(ctx_, dims(), pk.n_seqs(), max_len);
+      mamba3_chunk_scan_bf16_prefill(ctx_, dims(), inputs(), pk.cu_dev, pk.n_seqs(), states(s), buf_.ys, y_ld, split,
+                                     split_);
+    }
     else if (chunked_)
       mamba3_chunk_scan_prefill(ctx_, dims(), inputs(), pk.cu_seqlens.data(), pk.cu_dev, pk.n_seqs(), states(s),
                                 buf_.ys, y_ld, c_.chunk_size, chunk_);
@@ -217,6 +224,7 @@ class Mamba3Layer final : public Layer {
   bool bf16_scan_ = false;
   bool chunked_ = false;
   Mamba3ChunkScratch chunk_;
+  Scratch<float> split_;  // the bf16 scan's first-pass states of a split call
   struct {
     float *zx, *kn, *qn, *dt, *adt, *ys, *o;
   } buf_{};  // this call's scratch pointers

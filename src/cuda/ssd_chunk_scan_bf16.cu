@@ -39,7 +39,7 @@ bool ssd_chunk_scan_bf16_supported(const SsdScanDims& d, bool D_per_channel) {
 }
 
 void SsdChunkScanBf16::prefill(Context& ctx, const SsdScanDims& d, const SsdScanInputs& in, const int64_t* cu_dev,
-                               int64_t T, int64_t n_seqs, float* ssm_base, const int32_t* slot_dev,
+                               int64_t T, int64_t n_seqs, int64_t max_len, float* ssm_base, const int32_t* slot_dev,
                                int64_t ssm_stride, int32_t max_slot, float* y, int64_t y_ld) {
   check(ssd_chunk_scan_bf16_supported(d, in.D_per_channel), "Mamba-2 bf16 chunked scan: unsupported dims");
   if (T == 0 || n_seqs == 0) return;
@@ -79,7 +79,9 @@ void SsdChunkScanBf16::prefill(Context& ctx, const SsdScanDims& d, const SsdScan
                             .k_stride = H * N,
                             .v_stride = H * P,
                             .slot = slot_dev};
-  mamba3_chunk_scan_bf16_prefill(ctx, mamba3_dims(d), m3in, cu_dev, n_seqs, st, y, y_ld);
+  const Mamba3ScanDims m3d = mamba3_dims(d);
+  mamba3_chunk_scan_bf16_prefill(ctx, m3d, m3in, cu_dev, n_seqs, st, y, y_ld,
+                                 mamba3_chunk_scan_bf16_split(ctx, m3d, n_seqs, max_len), split_);
 }
 
 }  // namespace m3::cuda

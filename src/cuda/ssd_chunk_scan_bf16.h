@@ -19,15 +19,17 @@ bool ssd_chunk_scan_bf16_supported(const SsdScanDims& d, bool D_per_channel);
 
 class SsdChunkScanBf16 {
  public:
-  // ssd_scan's contract; max_slot: the largest slot_dev entry (sizes the per-slot scratch).
+  // ssd_scan's contract; max_len: the longest sequence (how the scan splits them); max_slot: the
+  // largest slot_dev entry (sizes the per-slot scratch).
   void prefill(Context& ctx, const SsdScanDims& d, const SsdScanInputs& in, const int64_t* cu_dev, int64_t T,
-               int64_t n_seqs, float* ssm_base, const int32_t* slot_dev, int64_t ssm_stride, int32_t max_slot,
+               int64_t n_seqs, int64_t max_len, float* ssm_base, const int32_t* slot_dev, int64_t ssm_stride, int32_t max_slot,
                float* y, int64_t y_ld);
 
  private:
   Scratch<float> dt_, adt_;             // [T, H]: dt after softplus and clamp, A·dt
   Scratch<float> consts_;               // zero biases [H, N], zero angle input, trap logits [H]
   Scratch<float> angle_, k_, v_;        // Mamba-3's other state buffers, one entry per slot
+  Scratch<float> split_;                // the scan's first-pass states when it splits sequences
 };
 
 }  // namespace m3::cuda
