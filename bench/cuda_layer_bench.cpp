@@ -12,6 +12,10 @@
 //                        1.4B presets' shapes (in_proj, out_proj, lm_head): the weight-streaming
 //                        kernel linear_fwd runs at T = 1 (cuda/linear_gemv.h) and cuBLASLt on
 //                        the same inputs (linear_fwd_cublaslt, what it ran before); B is T.
+//   attention_prefill, attention_decode  the attention kernel (cuda/flash_attention.h, fp32 SIMT,
+//                        what attention layers run) at the reference's SDPA shape, 16 heads × 128,
+//                        causal: B sequences of L tokens over an empty cache, and one token per
+//                        sequence over L cached keys (the roofline of the latter is its cache bytes).
 // Inputs are random (never zeros: zeros run faster than real data) in the layouts the functions
 // take; states live in pool-like buffers of slots (model/specs.h order), as StatePool keeps them.
 // Each case: kWarmup untimed calls, then the median over --reps repetitions, each timed with CUDA
@@ -43,6 +47,7 @@
 #include "cuda/backend.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/flash_attention.h"
 #include "cuda/linear.h"
 #include "cuda/weights.h"
 #include "cuda/mamba3_chunk_scan.h"
@@ -397,6 +402,41 @@ Result linear_decode(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t T, 
   return r;
 }
 
+constexpr int kAttnHeads = 16, kAttnHeadDim = 128;
+
+// Attention of B sequences, `len` new tokens each after `past` cached keys (prefill: past 0; decode:
+// len 1). The cache holds past + len random keys and values per sequence, as the layer leaves it
+// before the kernel runs. FLOP (prefill) = 4·B·heads·head_dim·L²/2, the causal half of q·kᵀ and
+// P·v; bytes = q, out, and the cache's keys and values read once.
+Result attention(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, int64_t len, int64_t past) {
+  const int64_t width = kAttnHeads * kAttnHeadDim, keys = past + len, T = B * len;
+  const double bytes = 4.0 * (2.0 * double(T * width) + 2.0 * double(B * keys * width));
+  const auto q = random_device(ctx, rng, T * width, -1.0f, 1.0f);
+  const auto kc = random_device(ctx, rng, B * keys * width, -1.0f, 1.0f);
+  const auto vc = random_device(ctx, rng, B * keys * width, -1.0f, 1.0f);
+  const auto out = std::static_pointer_cast<float>(device_alloc(ctx, size_t(T * width) * sizeof(float)));
+  const auto cu = upload(ctx, offsets(B, len));
+  const auto slot = slot_ids(ctx, B);
+  const auto pos = upload(ctx, std::vector<int64_t>(size_t(B), past));
+  AttentionArgs a;
+  a.q = q.get(), a.ldq = width, a.out = out.get(), a.ldo = width;
+  a.k_cache = kc.get(), a.v_cache = vc.get(), a.cache_stride = keys * width;
+  a.cu = cu.get(), a.slot = slot.get(), a.pos = pos.get(), a.n_seqs = B;
+  a.num_heads = kAttnHeads, a.num_heads_kv = kAttnHeads, a.head_dim = kAttnHeadDim;
+  a.scale = 1.0f / std::sqrt(float(kAttnHeadDim));
+  a.causal = true;
+  Scratch<float> partial;
+  const bool decode = len == 1;
+  Result r{decode ? "attention_decode" : "attention_prefill", B, decode ? past : len};
+  r.step = decode;
+  r.streamed = "kv";
+  r.ms = timer.median_ms(ctx, reps, decode ? kStepCalls : 1,
+                         [&](int64_t) { flash_attention_fwd(ctx, a, len, keys, partial); });
+  r.flops = decode ? 0.0 : 2.0 * double(B) * kAttnHeads * kAttnHeadDim * double(len) * double(len);
+  r.bytes = bytes;
+  return r;
+}
+
 // tensor_cores: the bf16 tensor-core form `--dtype bf16` runs (cuda/ssd_chunk_scan_bf16.h).
 Result ssd_prefill(Context& ctx, Timer& timer, Rng& rng, int reps, int64_t B, int64_t L, bool tensor_cores) {
   const SsdScanDims dims{kH, kG, kP, kN};
@@ -511,6 +551,9 @@ int run(int argc, char** argv) {
       report(ssd_prefill(ctx, timer, rng, reps, B, L, tensor_cores));
   for (auto [in, out] : {std::pair<int64_t, int64_t>{2048, 8640}, {4096, 2048}, {2048, 50288}})
     for (bool cublaslt : {false, true}) report(linear_decode(ctx, timer, rng, reps, 1, in, out, cublaslt));
+  report(attention(ctx, timer, rng, reps, 1, 16384, 0));
+  for (auto [B, past] : {std::pair<int64_t, int64_t>{1, 16384}, {128, 2048}})
+    report(attention(ctx, timer, rng, reps, B, 1, past));
 
   std::printf("\n== results (roofline: max(FLOP / %.0f TFLOP/s, bytes / %.2f TB/s))\n", kPeakFlops / 1e12,
               kPeakBytes / 1e12);

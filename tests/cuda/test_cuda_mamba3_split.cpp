@@ -5,7 +5,10 @@
 // than a chunk, a chunk, and long ones (slow-decaying heads, so that state crossing a part's
 // boundary matters), in scattered pool slots among decoy slots no call may touch; the splits
 // none, 2 × 1, 3 × 2, 5 × 3, 64 × 1 (most parts empty) and the one the device's SM count picks.
-// Outputs and final states within 2e-2 of each row's largest value (the bf16 tolerance).
+// Outputs and final states within 2e-2 of each row's largest value (the bf16 tolerance). Two
+// shapes run with x and the carried states scaled by 10⁶ and 10⁻⁶ (the scan is linear in them):
+// the kernel keeps the state's copy in fp16 at a power-of-two scale, and without that scale 10⁶
+// overflows fp16 and 10⁻⁶ falls into its subnormals.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,9 +30,11 @@ using test::rows_near;
 struct SplitCase {
   int64_t H, G, N, S, R;
   bool halves;
+  float magnitude = 1.0f;  // of x and the carried ssm and v states
   std::string str() const {
     return "H " + std::to_string(H) + " G " + std::to_string(G) + " N " + std::to_string(N) + " S " +
-           std::to_string(S) + " R " + std::to_string(R) + (halves ? " halves" : " adjacent");
+           std::to_string(S) + " R " + std::to_string(R) + (halves ? " halves" : " adjacent") + " magnitude " +
+           std::to_string(magnitude);
   }
 };
 
@@ -63,7 +68,7 @@ TEST_P(CudaMamba3Split, SplitPrefillMatchesCpuScan) {
   // Inputs as the layer makes them: q, k after their RMSNorm (unit scale), dt after softplus,
   // A·dt from a per-head A spanning slow (A = −1e-3: memory of ~10⁴ tokens) to fast heads.
   const std::vector<float> q = test::randn(size_t(T * qk_ld), rng), kk = test::randn(size_t(T * qk_ld), rng);
-  const std::vector<float> x = test::randn(size_t(T * x_ld), rng);
+  const std::vector<float> x = test::randn(size_t(T * x_ld), rng, k.magnitude);
   const std::vector<float> q_bias = test::randn(size_t(H * R * N), rng, 0.3f), k_bias = test::randn(size_t(H * R * N), rng, 0.3f);
   std::vector<float> mimo_x = test::randn(size_t(H * R * P), rng, 0.3f);
   for (float& v : mimo_x) v += 1.0f;
@@ -78,8 +83,9 @@ TEST_P(CudaMamba3Split, SplitPrefillMatchesCpuScan) {
   // Each sequence's state in slot 2i + 1 of a pool of 2n + 1 (the even slots are decoys).
   const int64_t slots = 2 * n_seqs + 1, A_ST = H * S, SSM = H * P * N, K_ST = R * H * N, V_ST = H * P;
   const std::vector<float> pool_angle = uniform(size_t(slots * A_ST), rng, 0.0f, 6.2f);
-  const std::vector<float> pool_ssm = test::randn(size_t(slots * SSM), rng, 0.5f);
-  const std::vector<float> pool_k = test::randn(size_t(slots * K_ST), rng), pool_v = test::randn(size_t(slots * V_ST), rng);
+  const std::vector<float> pool_ssm = test::randn(size_t(slots * SSM), rng, 0.5f * k.magnitude);
+  const std::vector<float> pool_k = test::randn(size_t(slots * K_ST), rng);
+  const std::vector<float> pool_v = test::randn(size_t(slots * V_ST), rng, k.magnitude);
   std::vector<int32_t> slot(static_cast<size_t>(n_seqs));
   for (int64_t i = 0; i < n_seqs; ++i) slot[size_t(i)] = int32_t(2 * i + 1);
 
@@ -155,11 +161,13 @@ TEST_P(CudaMamba3Split, SplitPrefillMatchesCpuScan) {
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaMamba3Split,
                          ::testing::Values(SplitCase{6, 2, 128, 32, 1, false}, SplitCase{4, 1, 128, 64, 1, false},
                                            SplitCase{4, 1, 64, 16, 2, true}, SplitCase{3, 1, 32, 8, 4, true},
-                                           SplitCase{4, 2, 128, 64, 4, true}),
+                                           SplitCase{4, 2, 128, 64, 4, true}, SplitCase{4, 1, 128, 32, 1, false, 1e6f},
+                                           SplitCase{3, 1, 32, 8, 4, true, 1e-6f}),
                          [](const ::testing::TestParamInfo<SplitCase>& i) {
                            return "H" + std::to_string(i.param.H) + "G" + std::to_string(i.param.G) + "N" +
                                   std::to_string(i.param.N) + "S" + std::to_string(i.param.S) + "R" +
-                                  std::to_string(i.param.R);
+                                  std::to_string(i.param.R) +
+                                  (i.param.magnitude > 1 ? "Big" : i.param.magnitude < 1 ? "Small" : "");
                          });
 
 }  // namespace
