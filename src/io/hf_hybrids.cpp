@@ -283,6 +283,26 @@ void ends(CheckpointLayout& l, bool tied, const std::string& embedding, double e
   if (!c.tie_embeddings) l.pieces["lm_head.weight"] = {{tied ? embedding : "lm_head.weight", 0, -1, head_scale}};
 }
 
+// A Llama-style decoder block of Bamba and Jamba, model.layers.{i}.: input_layernorm and
+// pre_ff_layernorm, the SSM mixer under mamba. or attention from self_attn's q/k/v/o. Returns the
+// block's checkpoint prefix.
+std::string llama_style_block(CheckpointLayout& l, int64_t i, bool ssm, bool attn_bias) {
+  const std::string r = layer(i), fl = "model.layers." + std::to_string(i) + ".";
+  l.prefix_renames[r + "norm."] = fl + "input_layernorm.";
+  l.prefix_renames[r + "norm2."] = fl + "pre_ff_layernorm.";
+  if (ssm)
+    l.prefix_renames[r + "mixer."] = fl + "mamba.";
+  else
+    attention_pieces(l, r + "mixer.", fl + "self_attn.", attn_bias, 1, 1, 1, 1, 1);
+  return fl;
+}
+
+// GatedMLP from a SwiGLU feed_forward: fc1 = [up; gate], fc2 = down.
+void swiglu_pieces(CheckpointLayout& l, const std::string& ref, const std::string& file) {
+  l.pieces[ref + "fc1.weight"] = {{file + "up_proj.weight"}, {file + "gate_proj.weight"}};
+  l.renames[ref + "fc2.weight"] = file + "down_proj.weight";
+}
+
 ModelConfig base_config(HybridFields& f, int64_t n_layer, double eps) {
   ModelConfig c;
   c.d_model = f.integer("hidden_size");
@@ -544,16 +564,8 @@ CheckpointLayout translate_bamba(const json& j, const std::string& source) {
   ends(l, f.boolean("tie_word_embeddings", false), "model.embed_tokens.weight", 1, 1);
   l.prefix_renames["backbone.norm_f."] = "model.final_layernorm.";
   for (int64_t i = 0; i < n_layer; ++i) {
-    const std::string r = layer(i), m = "model.layers." + std::to_string(i) + ".";
-    l.prefix_renames[r + "norm."] = m + "input_layernorm.";
-    l.prefix_renames[r + "norm2."] = m + "pre_ff_layernorm.";
-    if (kinds[size_t(i)] == MixerKind::Mamba2)
-      l.prefix_renames[r + "mixer."] = m + "mamba.";
-    else
-      attention_pieces(l, r + "mixer.", m + "self_attn.", c.attn.qkv_proj_bias, 1, 1, 1, 1, 1);
-    // GatedMLP: fc1 = [up; gate], fc2 = down.
-    l.pieces[r + "mlp.fc1.weight"] = {{m + "feed_forward.up_proj.weight"}, {m + "feed_forward.gate_proj.weight"}};
-    l.renames[r + "mlp.fc2.weight"] = m + "feed_forward.down_proj.weight";
+    const std::string m = llama_style_block(l, i, kinds[size_t(i)] == MixerKind::Mamba2, c.attn.qkv_proj_bias);
+    swiglu_pieces(l, layer(i) + "mlp.", m + "feed_forward.");
   }
   // z_loss_coefficient: a training loss term; attn_rotary_emb: the rotary width IBM's own configs
   // record, which BambaConfig does not read (its partial_rotary_factor of 0.5 sets the width).
@@ -616,14 +628,9 @@ CheckpointLayout translate_jamba(const json& j, const std::string& source) {
   ends(l, f.boolean("tie_word_embeddings", false), "model.embed_tokens.weight", 1, 1);
   l.prefix_renames["backbone.norm_f."] = "model.final_layernorm.";
   for (int64_t i = 0; i < n_layer; ++i) {
-    const std::string r = layer(i), fl = "model.layers." + std::to_string(i) + ".";
-    l.prefix_renames[r + "norm."] = fl + "input_layernorm.";
-    l.prefix_renames[r + "norm2."] = fl + "pre_ff_layernorm.";
-    if (c.layer_kinds[size_t(i)] == MixerKind::Mamba1)
-      l.prefix_renames[r + "mixer."] = fl + "mamba.";
-    else
-      attention_pieces(l, r + "mixer.", fl + "self_attn.", false, 1, 1, 1, 1, 1);
-    const std::string ff = fl + "feed_forward.";
+    const std::string r = layer(i);
+    const std::string ff =
+        llama_style_block(l, i, c.layer_kinds[size_t(i)] == MixerKind::Mamba1, false) + "feed_forward.";
     if (moe[size_t(i)]) {
       l.prefix_renames[r + "mlp."] = ff;
       for (int64_t e = 0; e < experts; ++e) {
@@ -631,8 +638,7 @@ CheckpointLayout translate_jamba(const json& j, const std::string& source) {
         l.pieces[r + "mlp." + x + "gate_up_proj.weight"] = {{ff + x + "gate_proj.weight"}, {ff + x + "up_proj.weight"}};
       }
     } else {
-      l.pieces[r + "mlp.fc1.weight"] = {{ff + "up_proj.weight"}, {ff + "gate_proj.weight"}};
-      l.renames[r + "mlp.fc2.weight"] = ff + "down_proj.weight";
+      swiglu_pieces(l, r + "mlp.", ff);
     }
   }
   // Which implementation of the same scan transformers runs.
