@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Builds tiny random-weight models of the Hugging Face hybrid families that ../shared/golden has no
-folder for (BambaForCausalLM, JambaForCausalLM) with transformers, and writes each to
+folder for (BambaForCausalLM, JambaForCausalLM, Zamba2ForCausalLM) with transformers, and writes each to
 tests/data/hf_<family>/ in the layout of the golden hf_* folders: config.json and model.safetensors
 (save_pretrained), and golden.safetensors with `input_ids` int64 [2, 45], `logits` float32
 [2, 45, vocab] (transformers' PyTorch path, float32, no cache), `greedy_prompt` int64 [1, 20] and
@@ -21,7 +21,8 @@ import tempfile
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import (BambaConfig, BambaForCausalLM, JambaConfig, JambaForCausalLM)
+from transformers import (BambaConfig, BambaForCausalLM, JambaConfig, JambaForCausalLM, Zamba2Config,
+                          Zamba2ForCausalLM)
 
 DIR = pathlib.Path(__file__).resolve().parent.parent / "tests" / "data"
 VOCAB = 128
@@ -43,6 +44,17 @@ FAMILIES = {
         num_key_value_heads=2, attn_layer_period=3, attn_layer_offset=1, expert_layer_period=2,
         expert_layer_offset=1, num_experts=4, num_experts_per_tok=2, mamba_d_state=16, mamba_d_conv=4,
         mamba_expand=2, mamba_dt_rank=4, use_mamba_kernels=False, rms_norm_eps=1e-6, initializer_range=0.15,
+        tie_word_embeddings=True)),
+    # Mamba-2 (4 heads of 16, state 16, 2 groups, chunk 16) in every layer; hybrid layers 1, 3 and 4
+    # use the two shared transformer blocks round-robin (0, 1, 0: block 0 twice, with different
+    # adapters), attention 4 heads of 16 over the 64-wide [h | embeddings] with rotary (base 500),
+    # q/k/v and gate_up adapters of rank 4, GELU MLP of 48; tied embeddings.
+    "hf_zamba2": (Zamba2ForCausalLM, Zamba2Config(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=5,
+        layers_block_type=["mamba", "hybrid", "mamba", "hybrid", "hybrid"], num_mem_blocks=2, num_attention_heads=4,
+        n_mamba_heads=4, mamba_ngroups=2, mamba_d_state=16, mamba_d_conv=4, mamba_expand=2, chunk_size=16,
+        use_shared_attention_adapter=True, adapter_rank=4, use_mem_rope=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 500.0}, rms_norm_eps=1e-5, initializer_range=0.15,
         tie_word_embeddings=True)),
 }
 

@@ -266,7 +266,9 @@ Vec mamba3(const Mamba3Config& c, int64_t d_model, const Params& p, const Vec& x
   return linear(o_all, W_out, {}, L, DI, d_model);
 }
 
-Vec attention(const AttnConfig& c, int64_t d_model, const Params& p, const Vec& x, int64_t L, AttnState& st) {
+Vec attention(const AttnConfig& c, int64_t d_model, const Params& p, const Vec& x, int64_t L, AttnState& st,
+              int64_t d_out) {
+  const int64_t out = d_out > 0 ? d_out : d_model;
   const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_heads_kv, qkv = hd * (nh + 2 * nkv);
   const int64_t mlp = c.mlp_dim, in_dim = qkv + mlp, ctx_dim = nh * hd + mlp / 2, W = c.d_conv, rd = c.rotary_emb_dim;
   const Vec none;
@@ -334,8 +336,72 @@ Vec attention(const AttnConfig& c, int64_t d_model, const Params& p, const Vec& 
     const double* m = proj.data() + t * in_dim + qkv;
     for (int64_t i = 0; i < mlp / 2; ++i) ctx[size_t(t * ctx_dim + nh * hd + i)] = m[i] * silu(m[mlp / 2 + i]);
   }
-  return linear(ctx, param(p, "out_proj.weight", size_t(d_model * ctx_dim)),
-                c.out_proj_bias ? param(p, "out_proj.bias", size_t(d_model)) : none, L, ctx_dim, d_model);
+  return linear(ctx, param(p, "out_proj.weight", size_t(out * ctx_dim)),
+                c.out_proj_bias ? param(p, "out_proj.bias", size_t(out)) : none, L, ctx_dim, out);
+}
+
+void ssd_token(int64_t H, int64_t G, int64_t P, int64_t N, const double* x, const double* B, const double* C,
+               const double* dt, const double* A, const Vec& D, double* S, double* y) {
+  for (int64_t h = 0; h < H; ++h) {
+    const int64_t g = h / (H / G);
+    const double a = std::exp(A[h] * dt[h]);
+    for (int64_t p = 0; p < P; ++p) {
+      double acc = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        double& s = S[(h * P + p) * N + n];
+        s = a * s + dt[h] * x[h * P + p] * B[g * N + n];
+        acc += s * C[g * N + n];
+      }
+      const double d = D.size() == size_t(H) ? D[size_t(h)] : D[size_t(h * P + p)];
+      y[h * P + p] = acc + d * x[h * P + p];
+    }
+  }
+}
+
+Vec mamba2(const Mamba2Config& c, int64_t d_model, const Params& p, const Vec& x, int64_t L, Vec& conv, Vec& ssm) {
+  const Mamba2Sizes s(c, d_model);
+  auto get_or_empty = [&](const std::string& name) { return p.count(name) ? p.at(name) : Vec{}; };
+  auto get = [&](const std::string& name) -> const Vec& { return p.at(name); };
+  const Vec zx = linear(x, get("in_proj.weight"), get_or_empty("in_proj.bias"), L, d_model, s.D_in);
+  const Vec& conv_w = get("conv1d.weight");
+  const Vec conv_b = get_or_empty("conv1d.bias");
+  const Vec &dt_bias = get("dt_bias"), &A_log = get("A_log"), &D = get("D");
+  Vec o(static_cast<size_t>(L * s.DI));
+  for (int64_t t = 0; t < L; ++t) {
+    const double* row = zx.data() + t * s.D_in;
+    const double *z0 = row, *x0 = row + s.DM, *z = row + 2 * s.DM, *xbc = z + s.DS, *dt_raw = xbc + s.CD;
+    // §3.1 / §4: shift the window, append this token's xBC, u = silu(bias + Σ_k w[k] window[k]).
+    Vec u(static_cast<size_t>(s.CD));
+    for (int64_t ch = 0; ch < s.CD; ++ch) {
+      double* win = conv.data() + ch * s.W;
+      std::rotate(win, win + 1, win + s.W);
+      win[s.W - 1] = xbc[ch];
+      double acc = conv_b.empty() ? 0.0 : conv_b[size_t(ch)];
+      for (int64_t k = 0; k < s.W; ++k) acc += conv_w[size_t(ch * s.W + k)] * win[k];
+      u[size_t(ch)] = silu(acc);
+    }
+    // §3.2: dt = clamp(softplus(dt + dt_bias), dt_limit); A = −exp(A_log).
+    Vec dt(static_cast<size_t>(s.H)), A(static_cast<size_t>(s.H));
+    for (int64_t h = 0; h < s.H; ++h) {
+      dt[size_t(h)] = std::clamp(softplus(dt_raw[h] + dt_bias[size_t(h)]), c.dt_limit_min, c.dt_limit_max);
+      A[size_t(h)] = -std::exp(A_log[size_t(h)]);
+    }
+    // §3.3: the recurrence; u = [x | B | C].
+    Vec y(static_cast<size_t>(s.DS));
+    ssd_token(s.H, s.G, s.P, s.N, u.data(), u.data() + s.DS, u.data() + s.DS + s.GN, dt.data(), A.data(), D,
+              ssm.data(), y.data());
+    // §3.4: gated RMSNorm per group of DS/G channels (§5, Hugging Face: over all DS), or y ⊙ silu(z).
+    const Vec zv(z, z + s.DS);
+    const Vec gated = c.rmsnorm ? gated_rmsnorm(y, zv, get("norm.weight"), 1, s.DS,
+                                                     c.norm_per_group ? s.DS / s.G : s.DS, c.norm_eps,
+                                                     c.norm_before_gate)
+                                : silu_gate(y, zv);
+    // §3.5: [silu(z0) ⊙ x0 | out].
+    double* orow = o.data() + t * s.DI;
+    for (int64_t i = 0; i < s.DM; ++i) orow[i] = x0[i] * silu(z0[i]);
+    std::copy(gated.begin(), gated.end(), orow + s.DM);
+  }
+  return linear(o, get("out_proj.weight"), get_or_empty("out_proj.bias"), L, s.DI, d_model);
 }
 
 }  // namespace m3::ref

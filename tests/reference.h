@@ -1,5 +1,5 @@
 // Float64 reference implementations written straight from the specs (spec/model.md §3–§4,
-// spec/mamba3.md §2–§5, spec/mamba2.md §3 for the gated norm), naive loops and one token at a time,
+// spec/mamba3.md §2–§5, spec/mamba2.md §3–§4), naive loops and one token at a time,
 // sharing no code with the engine. The kernel and layer tests compare the float32 CPU code with
 // these on random inputs.
 #pragma once
@@ -59,7 +59,27 @@ struct AttnState {
 };
 // MHA (spec/model.md §4) over one call of L new tokens x [L, d_model] of a sequence whose earlier
 // tokens are in `st`: queries see the earlier tokens and the new ones (causal: up to their own
-// position). c.mlp_dim is taken as stored (already rounded to a multiple of 256).
-Vec attention(const AttnConfig& c, int64_t d_model, const Params& p, const Vec& x, int64_t L, AttnState& st);
+// position). c.mlp_dim is taken as stored (already rounded to a multiple of 256). Output rows are
+// d_out wide (0: d_model; Zamba2's shared attention reads 2·d_model and writes d_model).
+Vec attention(const AttnConfig& c, int64_t d_model, const Params& p, const Vec& x, int64_t L, AttnState& st,
+              int64_t d_out = 0);
+
+// One token of spec/mamba2.md §3 step 3 for every head: S ← a S + dt x Bᵀ; y = S C + D ⊙ x.
+// x [H, P], B and C [G, N], dt [H]; A [H]; D [H] or [H, P]; S [H, P, N].
+void ssd_token(int64_t H, int64_t G, int64_t P, int64_t N, const double* x, const double* B, const double* C,
+               const double* dt, const double* A, const Vec& D, double* S, double* y);
+
+// The sizes of spec/mamba2.md §1–§2, derived here from the primary hyperparameters.
+struct Mamba2Sizes {
+  int64_t N, W, P, G, DI, DS, DM, H, GN, CD, D_in;
+  Mamba2Sizes(const Mamba2Config& c, int64_t d_model)
+      : N(c.d_state), W(c.d_conv), P(c.headdim), G(c.ngroups), DI(c.expand * d_model), DS(c.d_ssm), DM(DI - DS),
+        H(DS / P), GN(G * N), CD(DS + 2 * GN), D_in(2 * DI + 2 * GN + H) {}
+};
+
+// The Mamba-2 mixer over one sequence x [L, d_model] → [L, d_model], token by token (spec/mamba2.md
+// §3, with the conv computed from the decode window as §4 describes), from the decode state conv
+// [conv_dim, d_conv] (oldest first) and ssm [H, P, N], left as the state after the last token.
+Vec mamba2(const Mamba2Config& c, int64_t d_model, const Params& p, const Vec& x, int64_t L, Vec& conv, Vec& ssm);
 
 }  // namespace m3::ref

@@ -1,12 +1,14 @@
 // The Hugging Face hybrids of ../shared/golden (GraniteMoeHybrid, NemotronH, FalconH1) and of
-// tests/data (Bamba, Jamba: tiny random models transformers built and ran,
+// tests/data (Bamba, Jamba, Zamba2: tiny random models transformers built and ran,
 // scripts/gen_hf_hybrid_testdata.py), as transformers defines them: logits within 1e-4 relative of
 // transformers' own, greedy generation through the recurrent path token for token,
 // prefill-then-step and packed batches equal to the whole forward; and the config translation's
 // errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +16,7 @@
 #include "golden_model.h"
 #include "io/hf_config.h"
 #include "m3/model.h"
+#include "m3/safetensors.h"
 #include "temp_dir.h"
 #include "testing.h"
 
@@ -64,7 +67,7 @@ TEST_P(HfHybrid, PackedVarlenEqualsSeparate) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Golden, HfHybrid, ::testing::Values("hf_granitemoehybrid", "hf_nemotronh", "hf_falconh1"));
-INSTANTIATE_TEST_SUITE_P(TestData, HfHybrid, ::testing::Values("data/hf_bamba", "data/hf_jamba"));
+INSTANTIATE_TEST_SUITE_P(TestData, HfHybrid, ::testing::Values("data/hf_bamba", "data/hf_jamba", "data/hf_zamba2"));
 
 TEST(HfHybridConfig, LayersAndOptionsAsTransformersDefinesThem) {
   const ModelConfig g = parse_checkpoint_layout(golden_config("hf_granitemoehybrid"), "g").config;
@@ -183,6 +186,97 @@ TEST(HfHybridConfig, BambaAndJambaErrorsNameTheField) {
   test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); }, {"cfg", "mamba_dt_rank", "auto"});
 }
 
+TEST(HfHybridConfig, Zamba2AsTransformersDefinesIt) {
+  const CheckpointLayout z = parse_checkpoint_layout(golden_config("data/hf_zamba2"), "z");
+  const ModelConfig& c = z.config;
+  EXPECT_EQ(c.layer_kinds, (std::vector<MixerKind>{MixerKind::Mamba2, MixerKind::Zamba2Hybrid, MixerKind::Mamba2,
+                                                   MixerKind::Zamba2Hybrid, MixerKind::Zamba2Hybrid}));
+  EXPECT_FALSE(c.has_block_ffn());
+  EXPECT_TRUE(c.tie_embeddings);
+  EXPECT_EQ(c.attn.head_dim, 16);                          // 2 · hidden_size / heads
+  EXPECT_DOUBLE_EQ(c.attn.softmax_scale, 1 / std::sqrt(8.0));  // (head_dim / 2)^−½
+  EXPECT_EQ(c.attn.rotary_emb_dim, 16);                    // use_mem_rope: the whole head
+  EXPECT_EQ(c.attn.rotary_emb_base, 500.0);
+  EXPECT_EQ(c.zamba2_mlp_hidden, 48);
+  const Mamba2Config& m = std::get<Mamba2Config>(c.ssm);
+  EXPECT_EQ(m.ngroups, 2);
+  EXPECT_EQ(m.headdim, 16);
+  EXPECT_TRUE(m.norm_per_group);
+  EXPECT_EQ(m.norm_eps, 1e-5);
+  EXPECT_EQ(m.dt_limit_min, 0.001);  // Zamba2MambaMixer's time_step_limit: (time_step_min, ∞)
+  EXPECT_EQ(m.d_mlp(), 0);
+  // Hybrid layers 1, 3, 4 use blocks 0, 1, 0, kept under their first uses (layers 1 and 3), each use
+  // with its own adapters (index 0, 1, 2 of the block's lists).
+  const auto& in4 = z.pieces.at("backbone.layers.4.mixer.attn.in_proj.weight");
+  ASSERT_EQ(in4.size(), 3u);
+  EXPECT_EQ(in4[1].file, "model.layers.1.shared_transformer.self_attn.k_proj.weight");
+  EXPECT_EQ(in4[1].lora_a, "model.layers.1.shared_transformer.self_attn.linear_k_adapter_list.2.0.weight");
+  EXPECT_EQ(in4[1].lora_b, "model.layers.1.shared_transformer.self_attn.linear_k_adapter_list.2.1.weight");
+  EXPECT_EQ(z.pieces.at("backbone.layers.3.mixer.mlp.fc1.weight")[0].lora_a,
+            "model.layers.3.shared_transformer.feed_forward.gate_up_proj_adapter_list.1.0.weight");
+  EXPECT_EQ(z.file_name("backbone.layers.4.mixer.ff_norm.weight"),
+            "model.layers.1.shared_transformer.pre_ff_layernorm.weight");
+  EXPECT_EQ(z.file_name("backbone.layers.4.mixer.linear.weight"), "model.layers.4.linear.weight");
+  EXPECT_EQ(z.file_name("backbone.layers.4.norm.weight"), "model.layers.4.mamba_decoder.input_layernorm.weight");
+  EXPECT_EQ(z.file_name("backbone.layers.2.mixer.in_proj.weight"), "model.layers.2.mamba.in_proj.weight");
+
+  // Without the attention adapters q/k/v are the shared weights as they are; without rotary, none.
+  nlohmann::json j = golden_config("data/hf_zamba2");
+  j["use_shared_attention_adapter"] = false;
+  j["use_mem_rope"] = false;
+  const CheckpointLayout plain = parse_checkpoint_layout(j, "z");
+  EXPECT_TRUE(plain.pieces.at("backbone.layers.4.mixer.attn.in_proj.weight")[0].lora_a.empty());
+  EXPECT_EQ(plain.config.attn.rotary_emb_dim, 0);
+
+  // layer_types: Zamba2Config's alias of layers_block_type.
+  j = golden_config("data/hf_zamba2");
+  j["layer_types"] = j["layers_block_type"];
+  j.erase("layers_block_type");
+  EXPECT_EQ(parse_checkpoint_layout(j, "z").config, c);
+  // Neither: Zamba2Config's default, 54 layers with hybrid layers 6, 12, …, 42, 47, 51.
+  j.erase("layer_types");
+  j.erase("num_hidden_layers");
+  const ModelConfig d = parse_checkpoint_layout(j, "z").config;
+  std::vector<int64_t> hybrid;
+  for (int64_t i = 0; i < d.n_layer; ++i)
+    if (d.layer_kind(i) == MixerKind::Zamba2Hybrid) hybrid.push_back(i);
+  EXPECT_EQ(d.n_layer, 54);
+  EXPECT_EQ(hybrid, (std::vector<int64_t>{6, 12, 18, 24, 30, 36, 42, 47, 51}));
+}
+
+TEST(HfHybridConfig, Zamba2ErrorsNameTheField) {
+  auto refused = [](const std::function<void(nlohmann::json&)>& edit, std::vector<std::string> words) {
+    nlohmann::json j = golden_config("data/hf_zamba2");
+    edit(j);
+    test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); }, words);
+  };
+  refused([](nlohmann::json& j) { j["layers_block_type"][2] = "attention"; },
+          {"cfg", "layers_block_type", "attention"});
+  refused([](nlohmann::json& j) { j.erase("layers_block_type"); }, {"cfg", "layers_block_type"});
+  refused([](nlohmann::json& j) { j["num_hidden_layers"] = 6; }, {"cfg", "num_hidden_layers", "6"});
+  refused([](nlohmann::json& j) { j["hidden_act"] = "silu"; }, {"cfg", "hidden_act", "gelu"});
+  refused([](nlohmann::json& j) { j["use_shared_mlp_adapter"] = false; }, {"cfg", "use_shared_mlp_adapter"});
+  refused([](nlohmann::json& j) { j["num_key_value_heads"] = 2; }, {"cfg", "num_key_value_heads", "adapters"});
+  refused([](nlohmann::json& j) { j["n_mamba_heads"] = 3; }, {"cfg", "n_mamba_heads", "64"});
+  refused([](nlohmann::json& j) { j["use_long_context"] = true; }, {"cfg", "use_long_context"});
+  refused([](nlohmann::json& j) { j["mamba_rope"] = true; }, {"cfg", "unknown field 'mamba_rope'", "\"zamba2\""});
+}
+
+// A checkpoint whose adapter tensors cannot form the low-rank term is refused, naming them.
+TEST(HfHybridConfig, Zamba2AdapterShapesAreChecked) {
+  test::TempDir tmp;
+  std::filesystem::copy_file(folder("data/hf_zamba2") + "/config.json", tmp.file("config.json"));
+  const CheckpointTensors ck = CheckpointTensors::open_dir(folder("data/hf_zamba2"));
+  NamedTensors t;
+  for (const std::string& n : ck.names())
+    t.emplace_back(n, n == "model.layers.3.shared_transformer.self_attn.linear_v_adapter_list.1.0.weight"
+                          ? Tensor::zeros(DType::F32, {4, 32})
+                          : ck.get(n));
+  save_safetensors(tmp.file("model.safetensors"), t);
+  test::expect_error([&] { Model::load(tmp.path()); },
+                     {"linear_v_adapter_list.1.0.weight", "[4, 32]", "v_proj.weight"});
+}
+
 TEST(HfHybridConfig, ErrorsNameTheFieldAndTheSupportedTypes) {
   nlohmann::json j = golden_config("hf_nemotronh");
   j["mlp_hidden_act"] = "gelu";
@@ -199,7 +293,8 @@ TEST(HfHybridConfig, ErrorsNameTheFieldAndTheSupportedTypes) {
   test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); },
                      {"cfg", "model_type \"zamba\" is not supported",
                       "supported: \"mamba\", \"falcon_mamba\", \"mamba2\", \"bamba\", \"falcon_h1\", "
-                      "\"granitemoehybrid\", \"jamba\", \"nemotron_h\"; or a reference-format config"});
+                      "\"granitemoehybrid\", \"jamba\", \"nemotron_h\", \"zamba2\"; or a reference-format "
+                      "config"});
 }
 
 }  // namespace

@@ -43,30 +43,9 @@ std::vector<int64_t> cu_of(const std::vector<int64_t>& lens) {
   return cu;
 }
 
-double silu(double v) { return v / (1.0 + std::exp(-v)); }
 double softplus(double v) { return v > 30.0 ? v : std::log1p(std::exp(v)); }
 
 // ---- Scan level -------------------------------------------------------------------------------
-
-// One token of spec §3 step 3 for every head, in float64: S ← a S + dt x Bᵀ; y = S C + D ⊙ x.
-// x [H, P], B and C [G, N], dt [H]; A [H]; D [H] or [H, P]; S [H, P, N].
-void ssd_token(int64_t H, int64_t G, int64_t P, int64_t N, const double* x, const double* B, const double* C,
-               const double* dt, const double* A, const Vec& D, double* S, double* y) {
-  for (int64_t h = 0; h < H; ++h) {
-    const int64_t g = h / (H / G);
-    const double a = std::exp(A[h] * dt[h]);
-    for (int64_t p = 0; p < P; ++p) {
-      double acc = 0;
-      for (int64_t n = 0; n < N; ++n) {
-        double& s = S[(h * P + p) * N + n];
-        s = a * s + dt[h] * x[h * P + p] * B[g * N + n];
-        acc += s * C[g * N + n];
-      }
-      const double d = D.size() == size_t(H) ? D[size_t(h)] : D[size_t(h * P + p)];
-      y[h * P + p] = acc + d * x[h * P + p];
-    }
-  }
-}
 
 TEST(Mamba2Scan, ChunkedAndStepMatchFloat64Recurrence) {
   const int64_t H = 6, G = 3, P = 5, N = 7;
@@ -94,8 +73,9 @@ TEST(Mamba2Scan, ChunkedAndStepMatchFloat64Recurrence) {
               A64 = ref::widen(A), D64 = ref::widen(D);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t t = cu[size_t(i)]; t < cu[size_t(i) + 1]; ++t)
-        ssd_token(H, G, P, N, &x64[size_t(t * H * P)], &B64[size_t(t * G * N)], &C64[size_t(t * G * N)],
-                  &dt64[size_t(t * H)], A64.data(), D64, &want_s[size_t(i * H * P * N)], &want_y[size_t(t * H * P)]);
+        ref::ssd_token(H, G, P, N, &x64[size_t(t * H * P)], &B64[size_t(t * G * N)], &C64[size_t(t * G * N)],
+                       &dt64[size_t(t * H)], A64.data(), D64, &want_s[size_t(i * H * P * N)],
+                       &want_y[size_t(t * H * P)]);
 
     auto ptrs = [&](std::vector<float>& s) {
       std::vector<float*> r;
@@ -143,64 +123,7 @@ TEST(Mamba2Scan, ChunkedAndStepMatchFloat64Recurrence) {
 // The mixer's decode state in float64 (spec §4): conv [conv_dim, W] (oldest first), ssm [H, P, N].
 using State = test::ConvSsmState;
 
-// The sizes of spec/mamba2.md §1–§2, derived here from the primary hyperparameters.
-struct Sizes {
-  int64_t N, W, P, G, DI, DS, DM, H, GN, CD, D_in;
-  Sizes(const Mamba2Config& c, int64_t d_model)
-      : N(c.d_state), W(c.d_conv), P(c.headdim), G(c.ngroups), DI(c.expand * d_model), DS(c.d_ssm), DM(DI - DS),
-        H(DS / P), GN(G * N), CD(DS + 2 * GN), D_in(2 * DI + 2 * GN + H) {}
-};
-
-const Vec& param(const ref::Params& p, const std::string& name) { return p.at(name); }
-Vec param_or_empty(const ref::Params& p, const std::string& name) { return p.count(name) ? p.at(name) : Vec{}; }
-
-// The mixer over one sequence x [L, d_model] → [L, d_model], token by token (spec §3, with the
-// conv computed from the decode window as §4 describes), from `st`, left as the state after the
-// last token.
-Vec mamba2_reference(const Mamba2Config& c, int64_t d_model, const ref::Params& p, const Vec& x, int64_t L,
-                     State& st) {
-  const Sizes s(c, d_model);
-  const Vec zx = ref::linear(x, param(p, "in_proj.weight"), param_or_empty(p, "in_proj.bias"), L, d_model, s.D_in);
-  const Vec& conv_w = param(p, "conv1d.weight");
-  const Vec conv_b = param_or_empty(p, "conv1d.bias");
-  const Vec &dt_bias = param(p, "dt_bias"), &A_log = param(p, "A_log"), &D = param(p, "D");
-  Vec o(static_cast<size_t>(L * s.DI));
-  for (int64_t t = 0; t < L; ++t) {
-    const double* row = zx.data() + t * s.D_in;
-    const double *z0 = row, *x0 = row + s.DM, *z = row + 2 * s.DM, *xbc = z + s.DS, *dt_raw = xbc + s.CD;
-    // §3.1 / §4: shift the window, append this token's xBC, u = silu(bias + Σ_k w[k] window[k]).
-    Vec u(static_cast<size_t>(s.CD));
-    for (int64_t ch = 0; ch < s.CD; ++ch) {
-      double* win = st.conv.data() + ch * s.W;
-      std::rotate(win, win + 1, win + s.W);
-      win[s.W - 1] = xbc[ch];
-      double acc = conv_b.empty() ? 0.0 : conv_b[size_t(ch)];
-      for (int64_t k = 0; k < s.W; ++k) acc += conv_w[size_t(ch * s.W + k)] * win[k];
-      u[size_t(ch)] = silu(acc);
-    }
-    // §3.2: dt = clamp(softplus(dt + dt_bias), dt_limit); A = −exp(A_log).
-    Vec dt(static_cast<size_t>(s.H)), A(static_cast<size_t>(s.H));
-    for (int64_t h = 0; h < s.H; ++h) {
-      dt[size_t(h)] = std::clamp(softplus(dt_raw[h] + dt_bias[size_t(h)]), c.dt_limit_min, c.dt_limit_max);
-      A[size_t(h)] = -std::exp(A_log[size_t(h)]);
-    }
-    // §3.3: the recurrence; u = [x | B | C].
-    Vec y(static_cast<size_t>(s.DS));
-    ssd_token(s.H, s.G, s.P, s.N, u.data(), u.data() + s.DS, u.data() + s.DS + s.GN, dt.data(), A.data(), D,
-              st.ssm.data(), y.data());
-    // §3.4: gated RMSNorm per group of DS/G channels (§5, Hugging Face: over all DS), or y ⊙ silu(z).
-    const Vec zv(z, z + s.DS);
-    const Vec gated = c.rmsnorm ? ref::gated_rmsnorm(y, zv, param(p, "norm.weight"), 1, s.DS,
-                                                     c.norm_per_group ? s.DS / s.G : s.DS, c.norm_eps,
-                                                     c.norm_before_gate)
-                                : ref::silu_gate(y, zv);
-    // §3.5: [silu(z0) ⊙ x0 | out].
-    double* orow = o.data() + t * s.DI;
-    for (int64_t i = 0; i < s.DM; ++i) orow[i] = x0[i] * silu(z0[i]);
-    std::copy(gated.begin(), gated.end(), orow + s.DM);
-  }
-  return ref::linear(o, param(p, "out_proj.weight"), param_or_empty(p, "out_proj.bias"), L, s.DI, d_model);
-}
+using Sizes = ref::Mamba2Sizes;
 
 constexpr int64_t kDModel = 10;
 
@@ -289,7 +212,7 @@ TEST_P(Mamba2Layer, ParallelAndStepMatchFloat64Recurrence) {
     if (i == 1) init[i] = State{Vec(init[i].conv.size()), Vec(init[i].ssm.size())};
     want_state[i] = init[i];
     Vec xi = ref::widen(std::vector<float>(x.begin() + cu[i] * kDModel, x.begin() + cu[i + 1] * kDModel));
-    want_y[i] = mamba2_reference(c, kDModel, ref_params, xi, kLengths[i], want_state[i]);
+    want_y[i] = ref::mamba2(c, kDModel, ref_params, xi, kLengths[i], want_state[i].conv, want_state[i].ssm);
   }
   auto y_of = [&](const std::vector<float>& y, size_t i) {
     return std::vector<float>(y.begin() + cu[i] * kDModel, y.begin() + cu[i + 1] * kDModel);

@@ -105,7 +105,11 @@ struct MoeConfig {
 
 // AttentionMamba2: FalconH1's parallel hybrid, attention (attn) and Mamba-2 (ssm, the model's
 // Mamba2Config) on the same normed input, their outputs summed (transformers' FalconH1DecoderLayer).
-enum class MixerKind { Mamba1, Mamba2, Mamba3, Attention, Mlp, Moe, AttentionMamba2 };
+// Zamba2Hybrid: Zamba2's hybrid layer (transformers' Zamba2HybridLayer): a transformer block
+// (attention `attn` over the 2·d_model-wide [residual | embeddings], then a GELU-gated MLP of
+// zamba2_mlp_hidden) and a linear map whose output is added to the Mamba-2 mixer's input, not to
+// the residual; its block norm is the Mamba-2 input's norm.
+enum class MixerKind { Mamba1, Mamba2, Mamba3, Attention, Mlp, Moe, AttentionMamba2, Zamba2Hybrid };
 const char* mixer_kind_name(MixerKind k);
 
 struct ModelConfig {
@@ -129,6 +133,7 @@ struct ModelConfig {
   std::vector<bool> block_moe_layers;
   MlpConfig mlp;
   MoeConfig moe;
+  int64_t zamba2_mlp_hidden = 0;
 
   int64_t vocab_padded() const {
     return (vocab_size + pad_vocab_size_multiple - 1) / pad_vocab_size_multiple * pad_vocab_size_multiple;

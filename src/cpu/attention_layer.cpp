@@ -36,7 +36,8 @@ enum : size_t { kKvK, kKvV, kConv };
 
 class AttentionLayer final : public Layer {
  public:
-  AttentionLayer(const AttnConfig& c, int64_t d_model, ParamMap p) : c_(c), d_model_(d_model), p_(std::move(p)) {
+  AttentionLayer(const AttnConfig& c, int64_t d_in, int64_t d_out, ParamMap p)
+      : c_(c), d_in_(d_in), d_out_(d_out), p_(std::move(p)) {
     auto get = [&](const char* name, bool present) { return present ? p_.at(name).f32() : nullptr; };
     w_ = {get("in_proj.weight", true), get("in_proj.bias", c_.qkv_proj_bias), get("out_proj.weight", true),
           get("out_proj.bias", c_.out_proj_bias), get("conv1d.weight", c_.d_conv > 0), get("conv1d.bias", c_.d_conv > 0)};
@@ -69,7 +70,7 @@ class AttentionLayer final : public Layer {
         throw Error("attention: sequence " + std::to_string(i) + " needs " + std::to_string(s.pos[i] + pk.len(i)) +
                     " KV positions, the state pool holds " + std::to_string(s.kv_capacity));
     qkv_.resize(size_t(T * in_dim()));
-    linear_fwd(qkv_.data(), x, w_.in_proj, w_.in_bias, T, d_model_, in_dim());
+    linear_fwd(qkv_.data(), x, w_.in_proj, w_.in_bias, T, d_in_, in_dim());
     ctx_.resize(size_t(T * ctx_dim()));
     for (int64_t i = 0; i < pk.n_seqs(); ++i) {
       const int64_t t0 = pk.start(i), L = pk.len(i), past = s.pos[i];
@@ -92,7 +93,7 @@ class AttentionLayer final : public Layer {
     if (c_.mlp_dim > 0 && T > 0)  // (no tokens: ctx_ may be empty, its data() null)
       silu_gate_fwd(ctx_.data() + Dq, qkv_.data() + c_.qkv_dim(), qkv_.data() + c_.qkv_dim() + c_.mlp_dim / 2, T,
                     c_.mlp_dim / 2, in_dim(), in_dim(), ctx_dim());
-    linear_fwd(y, ctx_.data(), w_.out_proj, w_.out_bias, T, ctx_dim(), d_model_);
+    linear_fwd(y, ctx_.data(), w_.out_proj, w_.out_bias, T, ctx_dim(), d_out_);
   }
 
   // Rotary embedding at position pos on the first rotary_emb_dim dims of each of n heads.
@@ -154,7 +155,7 @@ class AttentionLayer final : public Layer {
   }
 
   AttnConfig c_;
-  int64_t d_model_;
+  int64_t d_in_, d_out_;
   ParamMap p_;
   struct {
     const float *in_proj, *in_bias, *out_proj, *out_bias, *conv, *conv_bias;
@@ -166,7 +167,11 @@ class AttentionLayer final : public Layer {
 }  // namespace
 
 std::unique_ptr<Layer> make_attention(const AttnConfig& c, int64_t d_model, ParamMap p) {
-  return std::make_unique<AttentionLayer>(c, d_model, std::move(p));
+  return std::make_unique<AttentionLayer>(c, d_model, d_model, std::move(p));
+}
+
+std::unique_ptr<Layer> make_attention(const AttnConfig& c, int64_t d_in, int64_t d_out, ParamMap p) {
+  return std::make_unique<AttentionLayer>(c, d_in, d_out, std::move(p));
 }
 
 }  // namespace m3::cpu

@@ -149,6 +149,19 @@ class CpuBackend final : public Backend {
                                   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
                                 }});
   }
+  std::unique_ptr<Layer> make_zamba2_hybrid(const ModelConfig& c, ParamMap p, ParamMap ssm_norm) override {
+    return cpu::make_zamba2_hybrid(c, std::move(p), std::move(ssm_norm));
+  }
+  void zamba2_rows(float* rows, float* residual, const float* add, const float* emb, int64_t T, int64_t d) override {
+#pragma omp parallel for if (T * d > kParallelWork)
+    for (int64_t t = 0; t < T; ++t) {
+      float* h = residual + t * d;
+      if (add)
+        for (int64_t i = 0; i < d; ++i) h[i] += add[t * d + i];
+      std::memcpy(rows + 2 * t * d, h, size_t(d) * sizeof(float));
+      std::memcpy(rows + (2 * t + 1) * d, emb + t * d, size_t(d) * sizeof(float));
+    }
+  }
   std::unique_ptr<BlockNorm> make_norm(int64_t d, bool rms, float eps, ParamMap p) override {
     return std::make_unique<CpuBlockNorm>(d, rms, eps, std::move(p));
   }

@@ -22,6 +22,7 @@ const char* mixer_kind_name(MixerKind k) {
     case MixerKind::Mlp: return "MLP";
     case MixerKind::Moe: return "MoE";
     case MixerKind::AttentionMamba2: return "MHA+Mamba2";
+    case MixerKind::Zamba2Hybrid: return "Zamba2 hybrid";
   }
   return "?";
 }

@@ -169,7 +169,8 @@ const std::map<std::string, CheckpointLayout (*)(const json&, const std::string&
     {"granitemoehybrid", translate_granitemoehybrid},
     {"jamba", translate_jamba},
     {"nemotron_h", translate_nemotron_h},
-    {"falcon_h1", translate_falcon_h1}};
+    {"falcon_h1", translate_falcon_h1},
+    {"zamba2", translate_zamba2}};
 
 std::string supported_types() {
   std::string r;

@@ -3,7 +3,7 @@
 // whose tensor names are mapped onto the reference layout's. Supported Hugging Face types:
 // "mamba" (MambaForCausalLM) and "falcon_mamba" (FalconMambaForCausalLM, spec/mamba1.md §5),
 // "mamba2" (Mamba2ForCausalLM, spec/mamba2.md §5), and the hybrids "bamba", "granitemoehybrid",
-// "jamba", "nemotron_h", "falcon_h1" (io/hf_hybrids.h). Any other model_type is refused with
+// "jamba", "nemotron_h", "falcon_h1", "zamba2" (io/hf_hybrids.h). Any other model_type is refused with
 // the list of supported ones.
 #pragma once
 #include <map>
@@ -17,12 +17,15 @@
 namespace m3 {
 
 // Rows [begin, end) of the first axis of a checkpoint tensor (end −1: through the last row),
-// multiplied by scale: how the hybrids' fused projections and folded multipliers are read.
+// multiplied by scale: how the hybrids' fused projections and folded multipliers are read. With
+// lora_a and lora_b (Zamba2's adapters, a Linear(in, r) then a Linear(r, out)), the piece is
+// scale · (W + B·A)[begin, end) for W the tensor, A = lora_a [r, in] and B = lora_b [out, r].
 struct TensorPiece {
   std::string file;
   int64_t begin = 0, end = -1;
   double scale = 1;
-  bool whole() const { return begin == 0 && end < 0 && scale == 1; }
+  std::string lora_a = {}, lora_b = {};
+  bool whole() const { return begin == 0 && end < 0 && scale == 1 && lora_a.empty(); }
 };
 
 struct CheckpointLayout {

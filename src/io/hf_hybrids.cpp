@@ -283,6 +283,26 @@ void ends(CheckpointLayout& l, bool tied, const std::string& embedding, double e
   if (!c.tie_embeddings) l.pieces["lm_head.weight"] = {{tied ? embedding : "lm_head.weight", 0, -1, head_scale}};
 }
 
+// A Llama-style decoder block of Bamba and Jamba, model.layers.{i}.: input_layernorm and
+// pre_ff_layernorm, the SSM mixer under mamba. or attention from self_attn's q/k/v/o. Returns the
+// block's checkpoint prefix.
+std::string llama_style_block(CheckpointLayout& l, int64_t i, bool ssm, bool attn_bias) {
+  const std::string r = layer(i), fl = "model.layers." + std::to_string(i) + ".";
+  l.prefix_renames[r + "norm."] = fl + "input_layernorm.";
+  l.prefix_renames[r + "norm2."] = fl + "pre_ff_layernorm.";
+  if (ssm)
+    l.prefix_renames[r + "mixer."] = fl + "mamba.";
+  else
+    attention_pieces(l, r + "mixer.", fl + "self_attn.", attn_bias, 1, 1, 1, 1, 1);
+  return fl;
+}
+
+// GatedMLP from a SwiGLU feed_forward: fc1 = [up; gate], fc2 = down.
+void swiglu_pieces(CheckpointLayout& l, const std::string& ref, const std::string& file) {
+  l.pieces[ref + "fc1.weight"] = {{file + "up_proj.weight"}, {file + "gate_proj.weight"}};
+  l.renames[ref + "fc2.weight"] = file + "down_proj.weight";
+}
+
 ModelConfig base_config(HybridFields& f, int64_t n_layer, double eps) {
   ModelConfig c;
   c.d_model = f.integer("hidden_size");
@@ -544,16 +564,8 @@ CheckpointLayout translate_bamba(const json& j, const std::string& source) {
   ends(l, f.boolean("tie_word_embeddings", false), "model.embed_tokens.weight", 1, 1);
   l.prefix_renames["backbone.norm_f."] = "model.final_layernorm.";
   for (int64_t i = 0; i < n_layer; ++i) {
-    const std::string r = layer(i), m = "model.layers." + std::to_string(i) + ".";
-    l.prefix_renames[r + "norm."] = m + "input_layernorm.";
-    l.prefix_renames[r + "norm2."] = m + "pre_ff_layernorm.";
-    if (kinds[size_t(i)] == MixerKind::Mamba2)
-      l.prefix_renames[r + "mixer."] = m + "mamba.";
-    else
-      attention_pieces(l, r + "mixer.", m + "self_attn.", c.attn.qkv_proj_bias, 1, 1, 1, 1, 1);
-    // GatedMLP: fc1 = [up; gate], fc2 = down.
-    l.pieces[r + "mlp.fc1.weight"] = {{m + "feed_forward.up_proj.weight"}, {m + "feed_forward.gate_proj.weight"}};
-    l.renames[r + "mlp.fc2.weight"] = m + "feed_forward.down_proj.weight";
+    const std::string m = llama_style_block(l, i, kinds[size_t(i)] == MixerKind::Mamba2, c.attn.qkv_proj_bias);
+    swiglu_pieces(l, layer(i) + "mlp.", m + "feed_forward.");
   }
   // z_loss_coefficient: a training loss term; attn_rotary_emb: the rotary width IBM's own configs
   // record, which BambaConfig does not read (its partial_rotary_factor of 0.5 sets the width).
@@ -616,14 +628,9 @@ CheckpointLayout translate_jamba(const json& j, const std::string& source) {
   ends(l, f.boolean("tie_word_embeddings", false), "model.embed_tokens.weight", 1, 1);
   l.prefix_renames["backbone.norm_f."] = "model.final_layernorm.";
   for (int64_t i = 0; i < n_layer; ++i) {
-    const std::string r = layer(i), fl = "model.layers." + std::to_string(i) + ".";
-    l.prefix_renames[r + "norm."] = fl + "input_layernorm.";
-    l.prefix_renames[r + "norm2."] = fl + "pre_ff_layernorm.";
-    if (c.layer_kinds[size_t(i)] == MixerKind::Mamba1)
-      l.prefix_renames[r + "mixer."] = fl + "mamba.";
-    else
-      attention_pieces(l, r + "mixer.", fl + "self_attn.", false, 1, 1, 1, 1, 1);
-    const std::string ff = fl + "feed_forward.";
+    const std::string r = layer(i);
+    const std::string ff =
+        llama_style_block(l, i, c.layer_kinds[size_t(i)] == MixerKind::Mamba1, false) + "feed_forward.";
     if (moe[size_t(i)]) {
       l.prefix_renames[r + "mlp."] = ff;
       for (int64_t e = 0; e < experts; ++e) {
@@ -631,12 +638,126 @@ CheckpointLayout translate_jamba(const json& j, const std::string& source) {
         l.pieces[r + "mlp." + x + "gate_up_proj.weight"] = {{ff + x + "gate_proj.weight"}, {ff + x + "up_proj.weight"}};
       }
     } else {
-      l.pieces[r + "mlp.fc1.weight"] = {{ff + "up_proj.weight"}, {ff + "gate_proj.weight"}};
-      l.renames[r + "mlp.fc2.weight"] = ff + "down_proj.weight";
+      swiglu_pieces(l, r + "mlp.", ff);
     }
   }
   // Which implementation of the same scan transformers runs.
   f.finish({"use_mambapy", "use_associative_scan"});
+  return l;
+}
+
+// Zamba2ForCausalLM (transformers' modeling_zamba2.py): Mamba-2 layers (Zamba2MambaMixer) and
+// hybrid layers, each a Mamba-2 layer whose input gets the output of a shared transformer block
+// run on [h | embeddings] and a per-layer linear map (MixerKind::Zamba2Hybrid). The hybrid layers
+// use num_mem_blocks blocks round-robin; use j of block j mod num_mem_blocks keeps that block's
+// weights under the block's first use, model.layers.{hybrid_layer_ids[j mod num_mem_blocks]}.
+// shared_transformer., and its adapters (q, k, v and gate_up; a Linear(in, r) then a Linear(r, out))
+// at index j of the block's adapter lists: each use's weights are W + B·A, folded on load.
+CheckpointLayout translate_zamba2(const json& j, const std::string& source) {
+  HybridFields f(j, source, "zamba2");
+  CheckpointLayout l;
+  // layers_block_type (or its alias layer_types); absent, Zamba2Config's default: 54 layers, hybrid
+  // every 6th from layer 6 through 42, then at 47 and 51.
+  const char* types_key = f.has("layers_block_type") || !f.has("layer_types") ? "layers_block_type" : "layer_types";
+  json types = json::array();
+  if (const json* t = f.raw(types_key)) {
+    check(t->is_array() && !t->empty(), f.at(types_key) + ": expected a list of layer types, found " + t->dump());
+    types = *t;
+  } else {
+    for (int i = 0; i < 54; ++i)
+      types.push_back((i % 6 == 0 && i > 0 && i <= 42) || i == 47 || i == 51 ? "hybrid" : "mamba");
+  }
+  std::vector<MixerKind> kinds;
+  std::vector<int64_t> hybrid;  // the hybrid layers, in order
+  for (const json& t : types) {
+    if (t == "hybrid") {
+      hybrid.push_back(int64_t(kinds.size()));
+      kinds.push_back(MixerKind::Zamba2Hybrid);
+    } else {
+      check(block_kind(t, f.at(types_key)) == MixerKind::Mamba2,
+            f.at(types_key) + ": expected \"mamba\" or \"hybrid\" layers, found " + t.dump());
+      kinds.push_back(MixerKind::Mamba2);
+    }
+  }
+  const int64_t n_layer = f.integer("num_hidden_layers", 54);
+  check(n_layer == int64_t(kinds.size()), f.at("num_hidden_layers") + ": " + std::to_string(n_layer) +
+                                              " layers, but " + types_key + " names " + std::to_string(kinds.size()));
+  const double eps = f.positive("rms_norm_eps", 1e-5);
+  ModelConfig& c = l.config = base_config(f, n_layer, eps);
+  c.layer_kinds = kinds;
+  const int64_t d = c.d_model;
+  f.require("hidden_act", "gelu");
+  f.require("add_bias_linear", false);
+  f.require("use_long_context", false);
+  // transformers 5.24 builds the MLP adapters whatever older configs say.
+  f.require("use_shared_mlp_adapter", true);
+
+  // Zamba2MambaMixer: in_proj [z; x, B, C; dt] without Mamba-2's extra MLP rows, a conv bias
+  // whatever use_conv_bias says (conv1d is built with bias=True), the gated norm per group with
+  // epsilon 1e-5, and δ clamped from below at time_step_min in the chunked form (transformers'
+  // single-token form skips that clamp; the two differ only where softplus(δ) < time_step_min).
+  const int64_t heads = f.integer("n_mamba_heads", 8), inner = f.integer("mamba_expand", 2) * d;
+  check(inner % heads == 0, f.at("n_mamba_heads") + ": " + std::to_string(heads) +
+                                " does not divide mamba_expand · hidden_size = " + std::to_string(inner));
+  const HfMamba2 hm{heads, inner / heads, f.integer("mamba_d_state", 64), f.integer("mamba_ngroups", 1),
+                    f.integer("mamba_d_conv", 4), f.integer("chunk_size", 256), true, false,
+                    {f.positive("time_step_min", 0.001), std::numeric_limits<double>::infinity()}};
+  c.ssm = mamba2_config(hm, d, 1e-5, /*per_group=*/true, source);
+
+  // Zamba2Attention: input 2·d, head_dim 2·d / heads, softmax scale (head_dim / 2)^−½, rotary over
+  // the whole head when use_mem_rope.
+  const int64_t q_heads = f.integer("num_attention_heads", 32);
+  check((2 * d) % q_heads == 0, f.at("num_attention_heads") + " does not divide 2 · hidden_size");
+  const int64_t head_dim = 2 * d / q_heads;
+  c.attn = attn_config(q_heads, kv_heads(f, j, q_heads, q_heads), head_dim, false, source);
+  c.attn.softmax_scale = 1.0 / std::sqrt(double(head_dim) / 2);
+  rope(f, c.attn);
+  if (!f.boolean("use_mem_rope", false)) c.attn.rotary_emb_dim = 0;
+  c.zamba2_mlp_hidden = f.integer("intermediate_size", 4 * d);
+  const int64_t blocks = f.integer("num_mem_blocks", 1);
+  const bool attn_adapters = f.boolean("use_shared_attention_adapter", false);
+  // The k and v adapters' outputs are 2·d wide (transformers adds them to k and v).
+  check(!attn_adapters || c.attn.num_heads_kv == q_heads,
+        f.at("num_key_value_heads") + ": the attention adapters need as many key/value heads as query heads");
+
+  ends(l, f.boolean("tie_word_embeddings", true), "model.embed_tokens.weight", 1, 1);
+  l.prefix_renames["backbone.norm_f."] = "model.final_layernorm.";
+  size_t use = 0;
+  for (int64_t i = 0; i < n_layer; ++i) {
+    const std::string r = layer(i), fl = "model.layers." + std::to_string(i) + ".";
+    if (kinds[size_t(i)] == MixerKind::Mamba2) {
+      l.prefix_renames[r + "norm."] = fl + "input_layernorm.";
+      l.prefix_renames[r + "mixer."] = fl + "mamba.";
+      continue;
+    }
+    const std::string k = std::to_string(use);
+    const std::string b = "model.layers." + std::to_string(hybrid[use % size_t(blocks)]) + ".shared_transformer.";
+    ++use;
+    l.prefix_renames[r + "norm."] = fl + "mamba_decoder.input_layernorm.";
+    l.prefix_renames[r + "mixer.ssm."] = fl + "mamba_decoder.mamba.";
+    l.renames[r + "mixer.linear.weight"] = fl + "linear.weight";
+    l.renames[r + "mixer.shared_norm.weight"] = b + "input_layernorm.weight";
+    l.renames[r + "mixer.ff_norm.weight"] = b + "pre_ff_layernorm.weight";
+    const std::string a = b + "self_attn.";
+    std::vector<TensorPiece>& in = l.pieces[r + "mixer.attn.in_proj.weight"];
+    for (const char* p : {"q", "k", "v"}) {
+      const std::string list = a + "linear_" + p + "_adapter_list." + k + ".";
+      in.push_back(attn_adapters ? TensorPiece{a + p + "_proj.weight", 0, -1, 1, list + "0.weight", list + "1.weight"}
+                                 : TensorPiece{a + p + "_proj.weight"});
+    }
+    l.renames[r + "mixer.attn.out_proj.weight"] = a + "o_proj.weight";
+    const std::string ff = b + "feed_forward.", list = ff + "gate_up_proj_adapter_list." + k + ".";
+    l.pieces[r + "mixer.mlp.fc1.weight"] = {
+        {ff + "gate_up_proj.weight", 0, -1, 1, list + "0.weight", list + "1.weight"}};
+    l.renames[r + "mixer.mlp.fc2.weight"] = ff + "down_proj.weight";
+  }
+  // Derived fields Zamba2Config recomputes from the ones above (attention_hidden_size,
+  // attention_head_dim, mamba_headdim, hybrid_layer_ids) or that the model never reads
+  // (kv_channels, num_query_groups, time_step_limit, use_conv_bias: the conv always has a bias);
+  // adapter_rank: the adapter tensors' shapes carry it (checked on load); use_mem_eff_path picks a
+  // kernel.
+  f.finish({"attention_hidden_size", "attention_head_dim", "mamba_headdim", "hybrid_layer_ids", "kv_channels",
+            "num_query_groups", "time_step_limit", "use_conv_bias", "adapter_rank", "use_mem_eff_path"});
   return l;
 }
 

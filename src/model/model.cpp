@@ -56,6 +56,7 @@ std::vector<ParamSpec> mixer_specs(const ModelConfig& c, int64_t i) {
       s.insert(s.end(), m.begin(), m.end());
       return s;
     }
+    case MixerKind::Zamba2Hybrid: return zamba2_hybrid_param_specs(c);
   }
   throw Error(std::string(mixer_kind_name(c.layer_kind(i))) + " mixers are not implemented yet");
 }
@@ -84,6 +85,31 @@ std::vector<ParamGroup> param_layout(const ModelConfig& c) {
   return g;
 }
 
+// sum (rows [pc.begin, end) of the piece's tensor W, shape w_shape) += (B·A)[those rows], in
+// float64, for Zamba2's adapters: A = pc.lora_a [r, in], B = pc.lora_b [out, r], W [out, in]
+// (TensorPiece).
+void add_low_rank(std::vector<double>& sum, const CheckpointTensors& ck, const TensorPiece& pc,
+                  const Shape& w_shape, std::set<std::string>& used) {
+  const Tensor a = ck.get(pc.lora_a).convert(DType::F32), b = ck.get(pc.lora_b).convert(DType::F32);
+  const std::string where =
+      ck.file_of(pc.lora_a) + ": adapter tensors '" + pc.lora_a + "' and '" + pc.lora_b + "'";
+  check(w_shape.size() == 2 && a.shape.size() == 2 && b.shape.size() == 2 && a.shape[1] == w_shape[1] &&
+            b.shape[0] == w_shape[0] && b.shape[1] == a.shape[0],
+        where + " have shapes " + shape_str(a.shape) + " and " + shape_str(b.shape) + ", which do not form a " +
+            shape_str(w_shape) + " low-rank term for '" + pc.file + "'");
+  for (const Tensor* x : {&a, &b})
+    if (const int64_t k = first_non_finite(x->f32(), x->numel()); k < x->numel())
+      throw Error(where + " hold a non-finite value at flat index " + std::to_string(k));
+  const int64_t in = a.shape[1], r = a.shape[0], end = pc.end < 0 ? w_shape[0] : pc.end;
+  for (int64_t i = pc.begin; i < end; ++i)
+    for (int64_t k = 0; k < r; ++k) {
+      const double bik = b.f32()[i * r + k];
+      for (int64_t j = 0; j < in; ++j) sum[size_t((i - pc.begin) * in + j)] += bik * double(a.f32()[k * in + j]);
+    }
+  used.insert(pc.lora_a);
+  used.insert(pc.lora_b);
+}
+
 // p: the mixer's parameters by relative name (mixer_specs).
 std::unique_ptr<Layer> make_mixer(Backend& be, const ModelConfig& c, int64_t i, ParamMap p) {
   switch (c.layer_kind(i)) {
@@ -105,10 +131,12 @@ std::unique_ptr<Layer> make_mixer(Backend& be, const ModelConfig& c, int64_t i, 
       parts.push_back(be.make_mamba2(std::get<Mamba2Config>(c.ssm), c.d_model, part("ssm.")));
       return be.make_parallel(std::move(parts), c.d_model);
     }
+    case MixerKind::Zamba2Hybrid: break;  // built with its block's norm (Model::Impl::build)
   }
   throw Error(std::string(mixer_kind_name(c.layer_kind(i))) + " mixers are not implemented yet");
 }
 
+// norm is null for a Zamba2 hybrid block, whose mixer holds its norm and reads [h | e] rows.
 struct Block {
   std::unique_ptr<BlockNorm> norm, norm2;
   std::unique_ptr<Layer> mixer, mlp;
@@ -145,6 +173,8 @@ struct Model::Impl {
   std::shared_ptr<StatePool> pool;
   int64_t max_tokens_per_pass = 16384;
   DeviceArray<float> residual, normed, hidden, logits;
+  DeviceArray<float> embedded, zamba2_in;  // Zamba2: the embeddings, and a hybrid layer's [h | e] rows
+  bool zamba2 = false;
   DeviceArray<int32_t> tokens_dev, slots_dev;
   DeviceArray<int64_t> cu_dev, pos_dev, rows_dev;
 
@@ -165,8 +195,14 @@ struct Model::Impl {
     for (int64_t i = 0; i < cfg.n_layer; ++i) {
       const std::string p = "backbone.layers." + std::to_string(i) + ".";
       Block b;
-      b.norm = be->make_norm(cfg.d_model, cfg.rms_norm, eps, group(p + "norm.", norm_specs(cfg)));
-      b.mixer = make_mixer(*be, cfg, i, group(p + "mixer.", mixer_specs(cfg, i)));
+      ParamMap norm = group(p + "norm.", norm_specs(cfg)), mixer = group(p + "mixer.", mixer_specs(cfg, i));
+      if (cfg.layer_kind(i) == MixerKind::Zamba2Hybrid) {
+        zamba2 = true;
+        b.mixer = be->make_zamba2_hybrid(cfg, std::move(mixer), std::move(norm));
+      } else {
+        b.norm = be->make_norm(cfg.d_model, cfg.rms_norm, eps, std::move(norm));
+        b.mixer = make_mixer(*be, cfg, i, std::move(mixer));
+      }
       if (cfg.has_block_ffn()) {
         b.norm2 = be->make_norm(cfg.d_model, cfg.rms_norm, eps, group(p + "norm2.", norm_specs(cfg)));
         ParamMap ffn = group(p + "mlp.", block_ffn_specs(cfg, i));
@@ -181,6 +217,7 @@ struct Model::Impl {
     // Attention's launch shapes follow the KV lengths; a MoE's follow the routing.
     for (int64_t i = 0; i < cfg.n_layer; ++i)
       if (cfg.layer_kind(i) == MixerKind::Attention || cfg.layer_kind(i) == MixerKind::AttentionMamba2 ||
+          cfg.layer_kind(i) == MixerKind::Zamba2Hybrid ||
           cfg.layer_kind(i) == MixerKind::Moe || cfg.block_is_moe(i))
         recordable_steps = false;
   }
@@ -236,13 +273,22 @@ struct Model::Impl {
     const bool host = be->device().kind == DeviceKind::CPU;
     const size_t n_out = rows.size() * size_t(V);
     float* lg = host ? out : logits.get(*be, n_out);
+    float* emb = zamba2 ? embedded.get(*be, size_t(T * d)) : nullptr;
+    float* zin = zamba2 ? zamba2_in.get(*be, size_t(2 * T * d)) : nullptr;
     auto work = [&] {
       ends->embed(res, tok_d, T);
+      if (emb) be->copy(emb, res, size_t(T * d) * sizeof(float));
       const float* pending = nullptr;  // the last layer's output, not yet in the residual
       for (size_t l = 0; l < blocks.size(); ++l) {
         Block& b = blocks[l];
-        b.norm->forward(res, pending, nrm, T);
-        run_layer(*b.mixer, nrm, hid, pool->batch(l, n, slots.data(), slot_d, pos.data(), pos_d));
+        const float* in = nrm;
+        if (b.norm) {
+          b.norm->forward(res, pending, nrm, T);
+        } else {
+          be->zamba2_rows(zin, res, pending, emb, T, d);
+          in = zin;
+        }
+        run_layer(*b.mixer, in, hid, pool->batch(l, n, slots.data(), slot_d, pos.data(), pos_d));
         pending = hid;
         if (b.mlp) {
           b.norm2->forward(res, pending, nrm, T);
@@ -376,7 +422,10 @@ Model Model::load(const std::string& dir, const DeviceSpec& device) {
           Shape sh = f.shape;
           sh[0] = end - pc.begin;
           Tensor r = Tensor::zeros(DType::F32, sh);
-          for (int64_t k = 0; k < r.numel(); ++k) r.f32()[k] = float(double(p[pc.begin * row + k]) * pc.scale);
+          std::vector<double> sum(size_t(r.numel()));
+          for (int64_t k = 0; k < r.numel(); ++k) sum[size_t(k)] = p[pc.begin * row + k];
+          if (!pc.lora_a.empty()) add_low_rank(sum, ck, pc, t.shape, used);
+          for (int64_t k = 0; k < r.numel(); ++k) r.f32()[k] = float(sum[size_t(k)] * pc.scale);
           f = r;
         }
         rows += f.shape[0];

@@ -49,4 +49,15 @@ std::string mlp_describe(const MlpConfig& c);
 std::vector<ParamSpec> moe_param_specs(const MoeConfig& c, int64_t d_model, int64_t n_layer);
 std::string moe_describe(const MoeConfig& c);
 
+// Zamba2's hybrid layer (MixerKind::Zamba2Hybrid, transformers' Zamba2HybridLayer) with this use's
+// adapters folded into its weights: "shared_norm.weight" [2·d_model] (the RMSNorm of [h | e]);
+// "attn.in_proj.weight" [qkv_dim, 2·d_model] and "attn.out_proj.weight" [d_model, heads·head_dim];
+// "ff_norm.weight" [d_model]; "mlp.fc1.weight" [2·I, d_model] (gate rows first, GELU on them) and
+// "mlp.fc2.weight" [d_model, I]; "linear.weight" [d_model, d_model]; the Mamba-2 mixer's under
+// "ssm.". The Mamba-2 input's RMSNorm is the block's norm. State: the attention's KV buffers, then
+// the Mamba-2 mixer's.
+std::vector<ParamSpec> zamba2_hybrid_param_specs(const ModelConfig& c);
+LayerStateSpec zamba2_hybrid_state_spec(const ModelConfig& c);
+std::string zamba2_hybrid_describe(const ModelConfig& c);
+
 }  // namespace m3

@@ -21,7 +21,7 @@ PrefillWork prefill_work(const Model& m, int64_t len, int64_t logit_rows) {
       const auto& s = std::get<Mamba3Config>(c.ssm);
       w.scan_flops += L * double(s.nheads * s.headdim * s.d_state) * double(1 + 4 * s.rank());
     }
-    if (kind == MixerKind::Mamba2 || kind == MixerKind::AttentionMamba2) {
+    if (kind == MixerKind::Mamba2 || kind == MixerKind::AttentionMamba2 || kind == MixerKind::Zamba2Hybrid) {
       const auto& s = std::get<Mamba2Config>(c.ssm);
       const double Q = double(std::min(s.chunk_size, len)), P = double(s.headdim), N = double(s.d_state);
       w.scan_flops += L * double(s.nheads) * (2 * Q * (N + P) + 4 * P * N);
@@ -29,7 +29,7 @@ PrefillWork prefill_work(const Model& m, int64_t len, int64_t logit_rows) {
       const auto& s = std::get<Mamba1Config>(c.ssm);
       w.scan_flops += L * double(s.d_inner * s.d_state) * 4;
     }
-    if (kind == MixerKind::Attention || kind == MixerKind::AttentionMamba2) {
+    if (kind == MixerKind::Attention || kind == MixerKind::AttentionMamba2 || kind == MixerKind::Zamba2Hybrid) {
       const double pairs = c.attn.causal ? L * (L + 1) / 2 : L * L;
       w.attention_flops += 4.0 * double(c.attn.head_dim * c.attn.num_heads) * pairs;
     }

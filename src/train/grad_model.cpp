@@ -106,6 +106,7 @@ GradModel<T>::GradModel(const ModelConfig& c, const NamedTensors& params) : impl
       case MixerKind::Mlp:
       case MixerKind::Moe:
       case MixerKind::AttentionMamba2:
+      case MixerKind::Zamba2Hybrid:
         throw Error(std::string("training: layer ") + std::to_string(i) + " is " + mixer_kind_name(c.layer_kind(i)) +
                     ", which has no backward yet (Hugging Face hybrid layers run, but do not train)");
     }
