@@ -2,9 +2,11 @@
 """The whole-model latency table of issue 10 from `m3 bench --json` files (bench/latency_table.sh).
 
 Prints markdown: every run's figures, then the latency of prefill + decode of n tokens per model
-and batch next to the seeds' H100 rows; writes latency.png (matplotlib, when importable) to --out.
-The latency is prefill_s(n) + n x decode_ms_per_step / 1000: the decode of n tokens is
-extrapolated from the mean step the run measured over its decode_tokens steps.
+and batch next to the reference's rows (--ref: the model rows of ../shared/tools/ref_bench.py,
+bench_model.json, from the same GPU) and the seeds' H100 rows; writes latency.png (matplotlib,
+when importable) to --out. The latency is prefill_s(n) + n x decode_ms_per_step / 1000: the
+decode of n tokens is extrapolated from the mean step the run measured over its decode_tokens
+steps (the reference's rows are computed the same way by ref_bench.py).
 """
 import argparse
 import glob
@@ -45,7 +47,23 @@ def load(json_dir):
     return runs
 
 
-def print_tables(runs):
+def load_ref(paths):
+    """The reference's whole-model rows: {batch: {n: latency_s}} and the rows themselves."""
+    rows = []
+    for path in paths or []:
+        with open(path) as f:
+            rows += [r for r in json.load(f) if r.get("op", "").startswith("ref_model")]
+    by_batch = {}
+    for r in rows:
+        by_batch.setdefault(r["B"], {})[r["n"]] = r["latency_prefill_plus_decode_n_s"]
+    return rows, by_batch
+
+
+def ref_label(batch):
+    return f"reference MambaLMHeadModel (mamba_ssm), batch {batch}"
+
+
+def print_tables(runs, ref_rows, ref_by_batch):
     devices = sorted({r.get("device", "?") for r in runs})
     print(f"Device: {'; '.join(devices)}\n")
     print("| model | batch | n | prefill s | prefill tok/s | decode ms/step | decode tok/s | state/seq MB "
@@ -62,8 +80,17 @@ def print_tables(runs):
     print("|---|" + "---|" * len(NS))
     for label, by_n in series(runs):
         print(f"| {label} | " + " | ".join(f"{by_n[n]:.2f}" if n in by_n else "–" for n in NS) + " |")
+    for batch, by_n in sorted(ref_by_batch.items()):
+        print(f"| {ref_label(batch)} | " + " | ".join(f"{by_n[n]:.2f}" if n in by_n else "–" for n in NS) + " |")
     for label, v in SEEDS.items():
         print(f"| {label} | " + " | ".join(f"{x:.2f}" for x in v) + " |")
+    if ref_rows:
+        print("\nThe reference's runs (same GPU):\n")
+        print("| batch | n | prefill s | prefill tok/s | decode ms/step | prefill + decode of n tokens, s |")
+        print("|---|---|---|---|---|---|")
+        for r in sorted(ref_rows, key=lambda r: (r["B"], r["n"])):
+            print(f"| {r['B']} | {r['n']} | {r['prefill_s']:.3f} | {r['prefill_tok_s']:,.0f} | {r['decode_step_ms']:.3f} "
+                  f"| {r['latency_prefill_plus_decode_n_s']:.2f} |")
 
 
 def series(runs):
@@ -75,7 +102,7 @@ def series(runs):
     return sorted(out.items())
 
 
-def plot(runs, path):
+def plot(runs, ref_by_batch, path):
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -84,9 +111,13 @@ def plot(runs, path):
         print(f"\nmatplotlib is not importable: no plot written ({path})")
         return
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # more series than tab10's colours
     for label, by_n in series(runs):
         ns = sorted(by_n)
         ax.plot(ns, [by_n[n] for n in ns], marker="o", label=label + " (ours)")
+    for batch, by_n in sorted(ref_by_batch.items()):
+        ns = [n for n in NS if n in by_n]
+        ax.plot(ns, [by_n[n] for n in ns], linestyle="-.", marker="s", label=ref_label(batch) + ", same GPU")
     for label, v in SEEDS.items():
         ax.plot(NS, v, linestyle="--", marker="x", label=label)
     ax.set_xscale("log", base=2)
@@ -108,11 +139,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json_dir", help="folder of m3 bench --json files")
     ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for latency.png (default $OUT or .)")
+    ap.add_argument("--ref", nargs="*", help="the reference's bench_model.json files (ref_bench.py model)")
     a = ap.parse_args()
     runs = load(a.json_dir)
-    print_tables(runs)
+    ref_rows, ref_by_batch = load_ref(a.ref)
+    print_tables(runs, ref_rows, ref_by_batch)
     os.makedirs(a.out, exist_ok=True)
-    plot(runs, os.path.join(a.out, "latency.png"))
+    plot(runs, ref_by_batch, os.path.join(a.out, "latency.png"))
 
 
 if __name__ == "__main__":

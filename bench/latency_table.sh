@@ -15,6 +15,8 @@
 #             not fit beside the weights on one H200)
 #   DECODE    decode steps per run (default 64); the table extrapolates n steps from their mean
 #   DEVICE, DTYPE, REPS   passed to m3 bench (default cuda, bf16, 1)
+#   REF       the reference's bench_model.json (../shared/tools/ref_bench.py PEER OUT model, run on
+#             the same GPU), whose rows join the table and the plot (default: none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,7 @@ DECODE=${DECODE:-64}
 DEVICE=${DEVICE:-cuda}
 DTYPE=${DTYPE:-bf16}
 REPS=${REPS:-1}
+REF=${REF:-}
 
 [[ -x "$M3" ]] || { echo "latency_table.sh: no m3 binary at $M3 (set M3)" >&2; exit 1; }
 mkdir -p "$OUT/json" "$OUT/logs" "$CKPT"
@@ -54,6 +57,6 @@ for p in $PRESETS; do
   done
   rm -rf "$ckpt"
 done
-python3 bench/latency_table.py "$OUT/json" --out "$OUT" | tee "$OUT/table.md"
+python3 bench/latency_table.py "$OUT/json" --out "$OUT" ${REF:+--ref "$REF"} | tee "$OUT/table.md"
 echo "latency_table.sh: $failed run(s) failed; table in $OUT/table.md"
 [[ $failed -eq 0 ]]

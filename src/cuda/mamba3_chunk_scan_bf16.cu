@@ -16,11 +16,12 @@
 //     state update on G in registers (warp: 16 of P × N/4);
 //  5. G to its fp16 copy for the next chunk's q̃ Gᵀ, scaled by a power of two 2^s that puts the
 //     largest |G| just under 2^15 (the product is scaled back by 2^−s with e^{a}).
-// Precision: q̃ and G, the operands of both products that q̃ enters, are fp16 rather than bf16
+// Precision: q̃, k̃ and G, the operands of the two products q̃ enters, are fp16 rather than bf16
 // (relative rounding 2^−11 instead of 2^−8). With bf16 there, Mamba-2's unnormalised B and C made
-// the rounding of the scores the largest error of a layer's output: a float64 emulation of the
-// 130M-shaped layer (bf16 GEMM inputs on both sides) put the worst row's error above 2% of the
-// row in 17% of random draws, 0% with fp16 q̃, k̃ and G (worst 1.9%, as with an fp32 scan).
+// the rounding of the scores the largest error of a layer's output: in a float64 emulation of the
+// 130M-shaped layer (scripts/emulate_scan_precision.py; bf16 GEMM inputs on both sides) the worst
+// row's error exceeded 2% of the row in 33% of random draws, 7% with fp16 q̃, k̃ and G, 0% with an
+// fp32 scan; M's bf16 rounding is most of what is left.
 // q̃ and k̃ beyond fp16's range saturate at ±65504 (B and C of trained models are far below);
 // G cannot overflow (scaled); w k̃, V and M stay bf16, whose range the decays and dt need.
 // θ, G and the last token's k̃ and x go to the slot after the last chunk.
