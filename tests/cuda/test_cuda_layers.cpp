@@ -173,13 +173,15 @@ ParamMap random_params(const std::vector<ParamSpec>& specs, std::mt19937_64& rng
     float* v = t.f32();
     const int64_t n = t.numel();
     s.init(v, n, rng);
-    const bool noise = s.name == "D" || s.name.starts_with("mimo_") || s.name.ends_with("norm.weight") ||
-                       (s.name.ends_with("bias") && s.name != "dt_bias" && s.name != "dt_proj.bias");
+    // The name within its mixer (Zamba2's Mamba-2 parameters are under "ssm.").
+    const std::string name = s.name.starts_with("ssm.") ? s.name.substr(4) : s.name;
+    const bool noise = name == "D" || name.starts_with("mimo_") || name.ends_with("norm.weight") ||
+                       (name.ends_with("bias") && name != "dt_bias" && name != "dt_proj.bias");
     for (int64_t i = 0; i < n; ++i) {
-      if (s.name == "dt_bias" || s.name == "dt_proj.bias") v[i] = -1.0f + 1.5f * uniform(rng);
-      else if (s.name == "A_log" && s.shape.size() == 1) v[i] = 1.5f * uniform(rng);
-      else if (s.name == "A_log") v[i] += 0.3f * normal(rng);
-      else if (noise) v[i] += (s.name.ends_with("norm.weight") ? 0.3f : 0.5f) * normal(rng);
+      if (name == "dt_bias" || name == "dt_proj.bias") v[i] = -1.0f + 1.5f * uniform(rng);
+      else if (name == "A_log" && s.shape.size() == 1) v[i] = 1.5f * uniform(rng);
+      else if (name == "A_log") v[i] += 0.3f * normal(rng);
+      else if (noise) v[i] += (name.ends_with("norm.weight") ? 0.3f : 0.5f) * normal(rng);
     }
     p[s.name] = t;
   }
