@@ -11,14 +11,16 @@
 
 namespace m3::test {
 
-// x: the packed batch [cu.back(), d_model]; states[i] belongs to sequence i (rows cu[i]..cu[i+1])
-// and is advanced. Returns the outputs in the same packed layout. x, the result and the states
+// x: the packed batch [cu.back(), d_in] (d_in = x.size() / cu.back(): d_model, or 2·d_model for
+// Zamba2's hybrid layer); states[i] belongs to sequence i (rows cu[i]..cu[i+1]) and is advanced.
+// Returns the outputs [cu.back(), d_model] in the same packed layout. x, the result and the states
 // are on the host; the layer runs on `backend`.
 inline std::vector<float> step_packed(Layer& layer, const std::vector<float>& x, const std::vector<int64_t>& cu,
                                       int64_t d_model, std::vector<LayerState>& states,
                                       const std::shared_ptr<Backend>& backend = cpu_backend()) {
   const size_t n = cu.size() - 1;
-  std::vector<float> y(x.size(), NAN);
+  const int64_t rows = cu.back(), d_in = rows > 0 ? int64_t(x.size()) / rows : d_model;
+  std::vector<float> y(size_t(rows * d_model), NAN);
   int64_t longest = 0;
   for (size_t i = 0; i < n; ++i) longest = std::max(longest, cu[i + 1] - cu[i]);
   for (int64_t t = 0; t < longest; ++t) {
@@ -28,7 +30,7 @@ inline std::vector<float> step_packed(Layer& layer, const std::vector<float>& x,
     std::vector<float> xs;
     std::vector<LayerState*> sp;
     for (size_t i : active) {
-      xs.insert(xs.end(), x.begin() + (cu[i] + t) * d_model, x.begin() + (cu[i] + t + 1) * d_model);
+      xs.insert(xs.end(), x.begin() + (cu[i] + t) * d_in, x.begin() + (cu[i] + t + 1) * d_in);
       sp.push_back(&states[i]);
     }
     const std::vector<float> ys = step_with_states(layer, xs, sp, backend);

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace m3::cpu {
 
@@ -133,6 +134,16 @@ void silu_gate_fwd(float* out, const float* a, const float* b, int64_t T, int64_
   for (int64_t t = 0; t < T; ++t)
 #pragma omp simd
     for (int64_t i = 0; i < D; ++i) out[t * ldo + i] = a[t * lda + i] * silu(b[t * ldb + i]);
+}
+
+void gelu_gate_fwd(float* out, const float* a, const float* b, int64_t T, int64_t D, int64_t lda, int64_t ldb,
+                   int64_t ldo) {
+#pragma omp parallel for if (T * D > kParallelWork)
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < D; ++i) {
+      const float g = a[t * lda + i];
+      out[t * ldo + i] = 0.5f * g * (1.0f + std::erf(g * float(M_SQRT1_2))) * b[t * ldb + i];
+    }
 }
 
 }  // namespace m3::cpu

@@ -38,4 +38,9 @@ void gated_rmsnorm_fwd(float* out, const float* y, const float* z, const float* 
 void silu_gate_fwd(float* out, const float* a, const float* b, int64_t T, int64_t D, int64_t lda, int64_t ldb,
                    int64_t ldo);
 
+// out[T, D] = gelu(a) ⊙ b with row strides; gelu the exact one, x·Φ(x) = x/2·(1 + erf(x/√2))
+// (transformers' ACT2FN["gelu"], Zamba2's MLP). Element-wise: out may alias a or b.
+void gelu_gate_fwd(float* out, const float* a, const float* b, int64_t T, int64_t D, int64_t lda, int64_t ldb,
+                   int64_t ldo);
+
 }  // namespace m3::cpu

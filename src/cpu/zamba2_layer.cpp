@@ -6,12 +6,11 @@
 //   t = linear · f
 // then the Mamba-2 mixer on RMSNorm_d(h + t) (its input norm: the block's); t reaches the residual
 // only through the mixer (Zamba2MambaDecoderLayer adds the mixer's output to h, not to h + t).
-#include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "cpu/layers.h"
 #include "cpu/ops.h"
+#include "model/layer_parts.h"
 #include "model/specs.h"
 
 namespace m3::cpu {
@@ -23,14 +22,8 @@ class Zamba2HybridLayer final : public Layer {
   Zamba2HybridLayer(const ModelConfig& c, ParamMap p, ParamMap ssm_norm)
       : c_(c), d_(c.d_model), I_(c.zamba2_mlp_hidden), eps_(float(c.norm_eps)), p_(std::move(p)),
         ssm_norm_(std::move(ssm_norm)) {
-    auto part = [&](const std::string& prefix) {
-      ParamMap m;
-      for (const auto& [name, t] : p_)
-        if (name.starts_with(prefix)) m[name.substr(prefix.size())] = t;
-      return m;
-    };
-    attn_ = make_attention(c.attn, 2 * d_, d_, part("attn."));
-    ssm_ = make_mamba2(std::get<Mamba2Config>(c.ssm), d_, part("ssm."));
+    attn_ = make_attention(c.attn, 2 * d_, d_, params_under(p_, "attn."));
+    ssm_ = make_mamba2(std::get<Mamba2Config>(c.ssm), d_, params_under(p_, "ssm."));
     n_attn_buffers_ = attn_->state_spec().size();
     w_ = {p_.at("shared_norm.weight").f32(), p_.at("ff_norm.weight").f32(), p_.at("mlp.fc1.weight").f32(),
           p_.at("mlp.fc2.weight").f32(), p_.at("linear.weight").f32(), ssm_norm_.at("weight").f32()};
@@ -47,19 +40,12 @@ class Zamba2HybridLayer final : public Layer {
   }
 
  private:
-  // The state buffers [first, first + n) of s (the attention's first, then the mixer's).
-  static StateBatch buffers(const StateBatch& s, size_t first, size_t n) {
-    StateBatch r = s;
-    r.buf.assign(s.buf.begin() + ptrdiff_t(first), s.buf.begin() + ptrdiff_t(first + n));
-    r.stride.assign(s.stride.begin() + ptrdiff_t(first), s.stride.begin() + ptrdiff_t(first + n));
-    return r;
-  }
-
   template <class Run>
   void run(const float* x, float* y, int64_t T, const StateBatch& s, Run&& run_layer) {
     const int64_t d = d_, I = I_;
-    const StateBatch sa = buffers(s, 0, n_attn_buffers_);
-    const StateBatch sm = buffers(s, n_attn_buffers_, s.buf.size() - n_attn_buffers_);
+    // The attention's state buffers first, then the mixer's (zamba2_hybrid_state_spec).
+    const StateBatch sa = state_buffers(s, 0, n_attn_buffers_);
+    const StateBatch sm = state_buffers(s, n_attn_buffers_, s.buf.size() - n_attn_buffers_);
     cat_.resize(size_t(T * 2 * d));
     rmsnorm_fwd(cat_.data(), x, w_.shared_norm, T, 2 * d, eps_);
     a_.resize(size_t(T * d));
@@ -68,11 +54,7 @@ class Zamba2HybridLayer final : public Layer {
     g_.resize(size_t(T * 2 * I));
     linear_fwd(g_.data(), a_.data(), w_.fc1, nullptr, T, d, 2 * I);
     // transformers' ACT2FN["gelu"]: the exact (erf) GELU of the gate half, times the up half.
-#pragma omp parallel for if (T * I > kParallelWork)
-    for (int64_t t = 0; t < T; ++t) {
-      float* r = g_.data() + t * 2 * I;
-      for (int64_t i = 0; i < I; ++i) r[i] = 0.5f * r[i] * (1.0f + std::erf(r[i] * float(M_SQRT1_2))) * r[I + i];
-    }
+    gelu_gate_fwd(g_.data(), g_.data(), g_.data() + I, T, I, 2 * I, 2 * I, 2 * I);
     linear_fwd(a_.data(), g_.data(), w_.fc2, nullptr, T, I, d, 2 * I, d);
     u_.resize(size_t(T * d));
     linear_fwd(u_.data(), a_.data(), w_.linear, nullptr, T, d, d);

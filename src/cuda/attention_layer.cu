@@ -77,8 +77,8 @@ __global__ void rotary_kv_append(float* qkv, int64_t ld, const int64_t* cu, int6
 
 class AttentionLayer final : public Layer {
  public:
-  AttentionLayer(Context& ctx, const AttnConfig& c, int64_t d_model, const ParamMap& p)
-      : ctx_(ctx), c_(c), d_model_(d_model) {
+  AttentionLayer(Context& ctx, const AttnConfig& c, int64_t d_in, int64_t d_out, const ParamMap& p)
+      : ctx_(ctx), c_(c), d_in_(d_in), d_out_(d_out) {
     check(c.head_dim > 0 && c.head_dim <= kMaxAttentionHeadDim,
           "MHA on CUDA: head_dim " + std::to_string(c.head_dim) + " is not in [1, " +
               std::to_string(kMaxAttentionHeadDim) + "]");
@@ -129,7 +129,7 @@ class AttentionLayer final : public Layer {
     const int64_t qkv_dim = c_.qkv_dim(), in_dim = qkv_dim + c_.mlp_dim, Dq = c_.num_heads * c_.head_dim;
     const int64_t attn_dim = Dq + c_.mlp_dim / 2;  // out_proj's input: [attention | mlp branch]
     float* qkv = qkv_.get(ctx_, size_t(T * in_dim));
-    linear_fwd(ctx_, qkv, x, in_proj_, in_bias_.get(), T, d_model_, in_dim);
+    linear_fwd(ctx_, qkv, x, in_proj_, in_bias_.get(), T, d_in_, in_dim);
     // q, k, v rows: the in_proj output itself, or the conv's output.
     float* rows = qkv;
     int64_t ld = in_dim;
@@ -167,12 +167,12 @@ class AttentionLayer final : public Layer {
     if (c_.mlp_dim > 0)
       silu_gate_fwd(ctx_, attn + Dq, qkv + qkv_dim, qkv + qkv_dim + c_.mlp_dim / 2, T, c_.mlp_dim / 2, in_dim, in_dim,
                     attn_dim);
-    linear_fwd(ctx_, y, attn, out_proj_, out_bias_.get(), T, attn_dim, d_model_);
+    linear_fwd(ctx_, y, attn, out_proj_, out_bias_.get(), T, attn_dim, d_out_);
   }
 
   Context& ctx_;
   AttnConfig c_;
-  int64_t d_model_;
+  int64_t d_in_, d_out_;  // input and output row widths (d_model but in Zamba2's shared block: 2·d → d)
   Matrix in_proj_, out_proj_;
   std::shared_ptr<float> in_bias_, conv_w_, conv_b_, out_bias_, inv_freq_;  // null: absent
   // [T, qkv_dim + mlp_dim], [T, qkv_dim], [T, num_heads·head_dim + mlp_dim/2], decode split partials
@@ -183,7 +183,11 @@ class AttentionLayer final : public Layer {
 }  // namespace
 
 std::unique_ptr<Layer> make_attention(Context& ctx, const AttnConfig& c, int64_t d_model, ParamMap p) {
-  return std::make_unique<AttentionLayer>(ctx, c, d_model, p);
+  return std::make_unique<AttentionLayer>(ctx, c, d_model, d_model, p);
+}
+
+std::unique_ptr<Layer> make_attention(Context& ctx, const AttnConfig& c, int64_t d_in, int64_t d_out, ParamMap p) {
+  return std::make_unique<AttentionLayer>(ctx, c, d_in, d_out, p);
 }
 
 }  // namespace m3::cuda

@@ -218,6 +218,19 @@ class CudaBackend final : public Backend {
                                {.scratch = [this, tmp](int64_t n) { return tmp->get(ctx_, size_t(n)); },
                                 .add = [this](float* y, const float* x, int64_t n) { add_fwd(ctx_, y, x, n); }});
   }
+  std::unique_ptr<Layer> make_zamba2_hybrid(const ModelConfig& c, ParamMap p, ParamMap ssm_norm) override {
+    return cuda::make_zamba2_hybrid(ctx_, c, std::move(p), std::move(ssm_norm));
+  }
+  void zamba2_rows(float* rows, float* residual, const float* add, const float* emb, int64_t T, int64_t d) override {
+    if (T <= 0) return;
+    if (add) add_fwd(ctx_, residual, add, T * d);
+    // Two strided copies: the residual into each row's first d columns, the embeddings into its last d.
+    const size_t row = size_t(d) * sizeof(float);
+    M3_CUDA_CHECK(
+        cudaMemcpy2DAsync(rows, 2 * row, residual, row, row, size_t(T), cudaMemcpyDeviceToDevice, ctx_.stream));
+    M3_CUDA_CHECK(
+        cudaMemcpy2DAsync(rows + d, 2 * row, emb, row, row, size_t(T), cudaMemcpyDeviceToDevice, ctx_.stream));
+  }
   std::unique_ptr<BlockNorm> make_norm(int64_t d, bool rms, float eps, ParamMap p) override {
     return std::make_unique<CudaBlockNorm>(ctx_, d, rms, eps, p);
   }

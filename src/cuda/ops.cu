@@ -82,6 +82,16 @@ __global__ void silu_gate(float* out, const float* a, const float* b, int64_t T,
   }
 }
 
+__global__ void gelu_gate(float* out, const float* a, const float* b, int64_t T, int64_t D, int64_t lda, int64_t ldb,
+                          int64_t ldo) {
+  const int64_t n = T * D;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / D, c = i - t * D;
+    const float g = a[t * lda + c];
+    out[t * ldo + c] = 0.5f * g * (1.0f + erff(g * float(M_SQRT1_2))) * b[t * ldb + c];
+  }
+}
+
 __global__ void relu2(float* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float r = fmaxf(x[i], 0.0f);
@@ -139,6 +149,14 @@ void silu_gate_fwd(Context& ctx, float* out, const float* a, const float* b, int
   const int64_t n = T * D;
   if (n <= 0) return;
   silu_gate<<<grid_elems(n), 256, 0, ctx.stream>>>(out, a, b, T, D, lda, ldb, ldo);
+  M3_CUDA_LAUNCH_CHECK();
+}
+
+void gelu_gate_fwd(Context& ctx, float* out, const float* a, const float* b, int64_t T, int64_t D, int64_t lda,
+                   int64_t ldb, int64_t ldo) {
+  const int64_t n = T * D;
+  if (n <= 0) return;
+  gelu_gate<<<grid_elems(n), 256, 0, ctx.stream>>>(out, a, b, T, D, lda, ldb, ldo);
   M3_CUDA_LAUNCH_CHECK();
 }
 

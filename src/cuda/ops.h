@@ -25,6 +25,11 @@ void gated_rmsnorm_fwd(Context& ctx, float* out, const float* y, const float* z,
 void silu_gate_fwd(Context& ctx, float* out, const float* a, const float* b, int64_t T, int64_t D, int64_t lda,
                    int64_t ldb, int64_t ldo);
 
+// out[T, D] = gelu(a) ⊙ b with row strides, the exact (erf) GELU as cpu::gelu_gate_fwd.
+// Element-wise: out may alias a or b.
+void gelu_gate_fwd(Context& ctx, float* out, const float* a, const float* b, int64_t T, int64_t D, int64_t lda,
+                   int64_t ldb, int64_t ldo);
+
 // x[i] = max(x[i], 0)² for n contiguous values (the hybrids' squared-ReLU MLP).
 void relu2_fwd(Context& ctx, float* x, int64_t n);
 

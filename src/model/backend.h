@@ -12,7 +12,6 @@
 
 #include "m3/config.h"
 #include "m3/device.h"
-#include "m3/error.h"
 #include "model/layer.h"
 
 namespace m3 {
@@ -97,16 +96,12 @@ class Backend {
   virtual std::unique_ptr<Layer> make_parallel(std::vector<std::unique_ptr<Layer>> parts, int64_t d_model) = 0;
   // Zamba2's hybrid layer (MixerKind::Zamba2Hybrid, model/specs.h): p its parameters, ssm_norm
   // "weight" [d_model] of the Mamba-2 input's RMSNorm. Its input rows are [h | e] (2·d_model wide,
-  // zamba2_rows); its output is the Mamba-2 mixer's. Only the CPU backend implements it.
-  virtual std::unique_ptr<Layer> make_zamba2_hybrid(const ModelConfig& c, ParamMap p, ParamMap ssm_norm) {
-    throw Error("Zamba2's hybrid layers are not implemented on " + describe() + " (only on the CPU)");
-  }
+  // zamba2_rows); its output is the Mamba-2 mixer's.
+  virtual std::unique_ptr<Layer> make_zamba2_hybrid(const ModelConfig& c, ParamMap p, ParamMap ssm_norm) = 0;
   // The input of a Zamba2 hybrid layer: residual += add (when add is not null), then
   // rows[t] = [residual[t] | emb[t]] for T rows of d_model ([T, 2·d_model]).
   virtual void zamba2_rows(float* rows, float* residual, const float* add, const float* emb, int64_t T,
-                           int64_t d_model) {
-    throw Error("Zamba2's hybrid layers are not implemented on " + describe() + " (only on the CPU)");
-  }
+                           int64_t d_model) = 0;
   // p: "weight" (and "bias" for LayerNorm, rms_norm false).
   virtual std::unique_ptr<BlockNorm> make_norm(int64_t d_model, bool rms_norm, float eps, ParamMap p) = 0;
   // embedding [vocab_padded, d_model]; norm_f as for make_norm; lm_head [vocab_padded, d_model]

@@ -18,6 +18,7 @@
 #include "m3/error.h"
 #include "model/backend.h"
 #include "model/init.h"
+#include "model/layer_parts.h"
 #include "model/specs.h"
 #include "model/state_pool.h"
 
@@ -120,15 +121,9 @@ std::unique_ptr<Layer> make_mixer(Backend& be, const ModelConfig& c, int64_t i, 
     case MixerKind::Mlp: return be.make_mlp(c.mlp, c.d_model, std::move(p));
     case MixerKind::Moe: return be.make_moe(c.moe, c.d_model, std::move(p));
     case MixerKind::AttentionMamba2: {
-      auto part = [&](const std::string& prefix) {
-        ParamMap m;
-        for (const auto& [name, t] : p)
-          if (name.starts_with(prefix)) m[name.substr(prefix.size())] = t;
-        return m;
-      };
       std::vector<std::unique_ptr<Layer>> parts;
-      parts.push_back(be.make_attention(c.attn, c.d_model, part("attn.")));
-      parts.push_back(be.make_mamba2(std::get<Mamba2Config>(c.ssm), c.d_model, part("ssm.")));
+      parts.push_back(be.make_attention(c.attn, c.d_model, params_under(p, "attn.")));
+      parts.push_back(be.make_mamba2(std::get<Mamba2Config>(c.ssm), c.d_model, params_under(p, "ssm.")));
       return be.make_parallel(std::move(parts), c.d_model);
     }
     case MixerKind::Zamba2Hybrid: break;  // built with its block's norm (Model::Impl::build)

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "model/layer_parts.h"
+
 namespace m3 {
 
 namespace {
@@ -37,9 +39,7 @@ class ParallelLayer final : public Layer {
     size_t first = 0;
     for (size_t k = 0; k < parts_.size(); ++k) {
       const size_t nb = parts_[k]->state_spec().size();
-      StateBatch ps = s;
-      ps.buf.assign(s.buf.begin() + ptrdiff_t(first), s.buf.begin() + ptrdiff_t(first + nb));
-      ps.stride.assign(s.stride.begin() + ptrdiff_t(first), s.stride.begin() + ptrdiff_t(first + nb));
+      const StateBatch ps = state_buffers(s, first, nb);
       first += nb;
       if (k == 0) {
         run_part(*parts_[k], y, ps);

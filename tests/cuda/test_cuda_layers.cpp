@@ -4,7 +4,8 @@
 // Mamba-2 (groups, d_ssm < d_inner, no norm, norm before gate, Hugging Face's norm over all groups,
 // D per channel, biases, dt limits), Mamba-1 (biases, dt rank, FalconMamba's norms), MHA (GQA,
 // rotary rotate-half / interleaved / partial, conv, MLP branch, biases, causal or not, a scale)
-// GatedMLP and the hybrids' squared-ReLU MLP, at odd sizes and at the 130M presets' shapes, in F32 and BF16.
+// GatedMLP, the hybrids' squared-ReLU MLP and Zamba2's hybrid layer (attention from 2·d to d, GELU-gated
+// MLP, Mamba-2), at odd sizes and at the 130M presets' shapes, in F32 and BF16.
 //
 // Each test draws fresh parameters, carried-in states (random values in every buffer, KV caches
 // with random past rows; one sequence fresh) and a packed batch of lengths 0, 1, 3, 7, c, c + 1,
@@ -31,6 +32,7 @@
 #include "layer_states.h"
 #include "layer_steps.h"
 #include "m3/config.h"
+#include "model/layer_parts.h"
 #include "model/specs.h"
 #include "model/state_pool.h"
 
@@ -39,13 +41,15 @@ namespace {
 
 using test::rows_near;
 
-enum class Kind { Mamba3, Mamba2, Mamba1, Attention, GatedMlp, Mlp };
+enum class Kind { Mamba3, Mamba2, Mamba1, Attention, GatedMlp, Mlp, Zamba2 };
 
 struct Case {
   std::string name;
   Kind kind;
   int64_t d_model;
-  nlohmann::json cfg;  // ssm_cfg (Mamba), attn_cfg (MHA), {"hidden": n} (GatedMLP), {"hidden", "bias"} (MLP)
+  // ssm_cfg (Mamba), attn_cfg (MHA), {"hidden": n} (GatedMLP), {"hidden", "bias"} (MLP), {"attn_cfg",
+  // "ssm_cfg" (Mamba-2), "hidden"} (Zamba2)
+  nlohmann::json cfg;
   // What the reference format cannot express, set after parsing.
   double bcdt_rms_eps = 0;  // > 0: Mamba-1 with FalconMamba's norms on δ, B and C (this epsilon)
   bool hf_norm = false;     // Mamba-2's gated norm over all of d_ssm with epsilon 1e-6 (Hugging Face)
@@ -64,6 +68,10 @@ struct LayerDef {
   AttnConfig attn;
   int64_t hidden = 0;
   MlpConfig mlp;
+  ModelConfig zamba2;  // its attn, ssm (m2 too) and zamba2_mlp_hidden
+
+  // Input rows' width: Zamba2's hybrid layer reads [h | e] rows; every other layer d_model.
+  int64_t d_in() const { return kind == Kind::Zamba2 ? 2 * d_model : d_model; }
 
   std::vector<ParamSpec> specs() const {
     switch (kind) {
@@ -73,6 +81,12 @@ struct LayerDef {
       case Kind::Attention: return attention_param_specs(attn, d_model, 2);
       case Kind::GatedMlp: return gated_mlp_param_specs(d_model, hidden, 2);
       case Kind::Mlp: return mlp_param_specs(mlp, d_model, 2);
+      case Kind::Zamba2: {
+        // The layer's own parameters, then its Mamba-2 input norm's under "ssm_norm." (make splits them).
+        std::vector<ParamSpec> s = zamba2_hybrid_param_specs(zamba2);
+        s.push_back({"ssm_norm.weight", {d_model}, [](float* v, int64_t n, std::mt19937_64&) { std::fill_n(v, n, 1.0f); }});
+        return s;
+      }
     }
     return {};
   }
@@ -84,19 +98,24 @@ struct LayerDef {
       case Kind::Attention: return be.make_attention(attn, d_model, std::move(p));
       case Kind::GatedMlp: return be.make_gated_mlp(d_model, hidden, std::move(p));
       case Kind::Mlp: return be.make_mlp(mlp, d_model, std::move(p));
+      case Kind::Zamba2: {
+        ParamMap norm = params_under(p, "ssm_norm.");
+        p.erase("ssm_norm.weight");
+        return be.make_zamba2_hybrid(zamba2, std::move(p), std::move(norm));
+      }
     }
     return nullptr;
   }
   // The length whose neighbourhood the batch probes: the scan's chunk, else 64.
   int64_t chunk() const {
     if (kind == Kind::Mamba3) return m3.chunk_size;
-    if (kind == Kind::Mamba2) return m2.chunk_size;
+    if (kind == Kind::Mamba2 || kind == Kind::Zamba2) return m2.chunk_size;
     return 64;
   }
 };
 
 LayerDef define(const Case& k) {
-  LayerDef d{k.kind, k.d_model, {}, {}, {}, {}, 0, {}};
+  LayerDef d{k.kind, k.d_model, {}, {}, {}, {}, 0, {}, {}};
   if (k.kind == Kind::GatedMlp) {
     d.hidden = k.cfg.at("hidden").get<int64_t>();
     return d;
@@ -106,6 +125,18 @@ LayerDef define(const Case& k) {
     return d;
   }
   nlohmann::json j = {{"d_model", k.d_model}, {"n_layer", 2}, {"vocab_size", 16}};
+  if (k.kind == Kind::Zamba2) {
+    // The attention and Mamba-2 configs as a model of one of each parses them; the attention's
+    // sizes are given (its input is 2·d_model wide, not the parsed model's d_model).
+    j["attn_layer_idx"] = {0};
+    j["attn_cfg"] = k.cfg.at("attn_cfg");
+    j["ssm_cfg"] = k.cfg.at("ssm_cfg");
+    j["ssm_cfg"]["layer"] = "Mamba2";
+    d.zamba2 = parse_model_config(j, "test config " + k.name);
+    d.zamba2.zamba2_mlp_hidden = k.cfg.at("hidden").get<int64_t>();
+    d.m2 = std::get<Mamba2Config>(d.zamba2.ssm);
+    return d;
+  }
   if (k.kind == Kind::Attention) {
     j["attn_layer_idx"] = {0};
     j["attn_cfg"] = k.cfg;
@@ -142,13 +173,15 @@ ParamMap random_params(const std::vector<ParamSpec>& specs, std::mt19937_64& rng
     float* v = t.f32();
     const int64_t n = t.numel();
     s.init(v, n, rng);
-    const bool noise = s.name == "D" || s.name.starts_with("mimo_") || s.name.ends_with("norm.weight") ||
-                       (s.name.ends_with("bias") && s.name != "dt_bias" && s.name != "dt_proj.bias");
+    // The name within its mixer (Zamba2's Mamba-2 parameters are under "ssm.").
+    const std::string name = s.name.starts_with("ssm.") ? s.name.substr(4) : s.name;
+    const bool noise = name == "D" || name.starts_with("mimo_") || name.ends_with("norm.weight") ||
+                       (name.ends_with("bias") && name != "dt_bias" && name != "dt_proj.bias");
     for (int64_t i = 0; i < n; ++i) {
-      if (s.name == "dt_bias" || s.name == "dt_proj.bias") v[i] = -1.0f + 1.5f * uniform(rng);
-      else if (s.name == "A_log" && s.shape.size() == 1) v[i] = 1.5f * uniform(rng);
-      else if (s.name == "A_log") v[i] += 0.3f * normal(rng);
-      else if (noise) v[i] += (s.name.ends_with("norm.weight") ? 0.3f : 0.5f) * normal(rng);
+      if (name == "dt_bias" || name == "dt_proj.bias") v[i] = -1.0f + 1.5f * uniform(rng);
+      else if (name == "A_log" && s.shape.size() == 1) v[i] = 1.5f * uniform(rng);
+      else if (name == "A_log") v[i] += 0.3f * normal(rng);
+      else if (noise) v[i] += (name.ends_with("norm.weight") ? 0.3f : 0.5f) * normal(rng);
     }
     p[s.name] = t;
   }
@@ -318,7 +351,9 @@ TEST_P(CudaLayer, ForwardAndStepMatchCpu) {
   const StateCheck sc{prec, k.kind};
 
   const LayerDef def = define(k);
-  const int64_t D = def.d_model;
+  const int64_t D = def.d_model, Din = def.d_in();
+  // The outputs of n rows out of the layer helpers' results (sized like the input: [n, Din]).
+  const auto out_rows = [&](std::vector<float> y, int64_t rows) { return (y.resize(size_t(rows * D)), y); };
   const ParamMap params = random_params(def.specs(), rng);
   const std::shared_ptr<Backend> gpu_be = test::cuda_backend(prec);
   const auto cpu_layer = def.make(*test::cpu_backend(), prec == Precision::BF16 ? with_bf16_matrices(params) : params);
@@ -340,7 +375,7 @@ TEST_P(CudaLayer, ForwardAndStepMatchCpu) {
   const size_t n = lens.size();
   std::vector<int64_t> cu = {0};
   for (int64_t L : lens) cu.push_back(cu.back() + L);
-  const std::vector<float> x = test::randn(size_t(cu.back() * D), rng);
+  const std::vector<float> x = test::randn(size_t(cu.back() * Din), rng);
   std::string batch = "lengths";
   for (int64_t L : lens) batch += " " + std::to_string(L);
   SCOPED_TRACE(batch);
@@ -356,9 +391,10 @@ TEST_P(CudaLayer, ForwardAndStepMatchCpu) {
 
   // Forward: the CPU through layer_states.h, CUDA in one pool with scattered slots.
   std::vector<LayerState> cpu_st = init;
-  const std::vector<float> y_cpu = test::forward_with_states(*cpu_layer, x, Packing{cu}, test::pointers_to(cpu_st));
+  const std::vector<float> y_cpu =
+      out_rows(test::forward_with_states(*cpu_layer, x, Packing{cu}, test::pointers_to(cpu_st)), cu.back());
   DevicePool gpu(gpu_be, *gpu_layer, init, max_pos + 2 * c + 2 + kSteps + 1, rng);
-  const std::vector<float> y_gpu = gpu.forward(x, cu);
+  const std::vector<float> y_gpu = out_rows(gpu.forward(x, cu), cu.back());
   EXPECT_TRUE(rows_near(y_gpu, y_cpu, D, tol)) << "forward outputs";
   const std::vector<LayerState> after_forward = gpu.states();
   expect_states_near(after_forward, cpu_st, sc, "after the forward");
@@ -371,9 +407,9 @@ TEST_P(CudaLayer, ForwardAndStepMatchCpu) {
 
   // Steps: every sequence one token, together.
   for (int t = 0; t < kSteps; ++t) {
-    const std::vector<float> xs = test::randn(n * size_t(D), rng);
-    const std::vector<float> ys_cpu = test::step_with_states(*cpu_layer, xs, test::pointers_to(cpu_st));
-    EXPECT_TRUE(rows_near(gpu.step(xs), ys_cpu, D, tol)) << "step " << t;
+    const std::vector<float> xs = test::randn(n * size_t(Din), rng);
+    const std::vector<float> ys_cpu = out_rows(test::step_with_states(*cpu_layer, xs, test::pointers_to(cpu_st)), int64_t(n));
+    EXPECT_TRUE(rows_near(out_rows(gpu.step(xs), int64_t(n)), ys_cpu, D, tol)) << "step " << t;
   }
   expect_states_near(gpu.states(), cpu_st, sc, "after the steps");
   EXPECT_TRUE(gpu.decoys_untouched());
@@ -389,15 +425,16 @@ TEST_P(CudaLayer, ForwardAndStepMatchCpu) {
     const std::vector<int64_t> ks = {0, 1, c - 1, c, c + 1, lens[i] / 2, lens[i] - 1, lens[i]};
     const int64_t kk = std::clamp<int64_t>(ks[size_t(test::random_int(rng, 0, int64_t(ks.size()) - 1))], 0, lens[i]);
     split += " " + std::to_string(kk) + "/" + std::to_string(lens[i]);
-    x_head.insert(x_head.end(), x.begin() + cu[i] * D, x.begin() + (cu[i] + kk) * D);
-    x_tail.insert(x_tail.end(), x.begin() + (cu[i] + kk) * D, x.begin() + cu[i + 1] * D);
+    x_head.insert(x_head.end(), x.begin() + cu[i] * Din, x.begin() + (cu[i] + kk) * Din);
+    x_tail.insert(x_tail.end(), x.begin() + (cu[i] + kk) * Din, x.begin() + cu[i + 1] * Din);
     cu_head.push_back(cu_head.back() + kk);
     cu_tail.push_back(cu_tail.back() + lens[i] - kk);
   }
   SCOPED_TRACE(split);
   std::vector<LayerState> split_st = init;
-  const std::vector<float> y_head =
-      test::forward_with_states(*gpu_layer, x_head, Packing{cu_head}, test::pointers_to(split_st), gpu_be);
+  const std::vector<float> y_head = out_rows(
+      test::forward_with_states(*gpu_layer, x_head, Packing{cu_head}, test::pointers_to(split_st), gpu_be),
+      cu_head.back());
   const std::vector<float> y_tail = test::step_packed(*gpu_layer, x_tail, cu_tail, D, split_st, gpu_be);
   std::vector<float> y_split;
   for (size_t i = 0; i < n; ++i) {
@@ -499,6 +536,14 @@ std::vector<Case> all_cases() {
       // The hybrids' squared-ReLU MLP (transformers' NemotronHMLP).
       {"Mlp_Relu2", Kind::Mlp, 64, json{{"hidden", 160}, {"bias", false}}},
       {"Mlp_Relu2OddBias", Kind::Mlp, 37, json{{"hidden", 101}, {"bias", true}}},
+      // Zamba2's hybrid layer (transformers' Zamba2HybridLayer): attention over [h | e] (2·d = 80 wide,
+      // GQA, rotary, a scale) into d = 40, GELU-gated MLP, linear, Mamba-2 with groups and a δ floor.
+      {"Zamba2_Hybrid", Kind::Zamba2, 40,
+       json{{"attn_cfg",
+             {{"num_heads", 4}, {"num_heads_kv", 2}, {"head_dim", 20}, {"causal", true}, {"rotary_emb_dim", 20},
+              {"softmax_scale", 0.3}, {"qkv_proj_bias", false}, {"out_proj_bias", false}}},
+            {"ssm_cfg", {{"d_state", 16}, {"headdim", 10}, {"ngroups", 2}, {"dt_limit", {0.2, 1e9}}, {"chunk_size", 16}}},
+            {"hidden", 72}}},
   };
 }
 

@@ -117,7 +117,8 @@ std::string test_name(const Golden& g) {
 const Golden kGoldens[] = {{"mamba3_siso_hybrid", false}, {"mamba3_mimo_hybrid", false}, {"mamba2_hybrid", false},
                            {"mamba1_model", false},       {"hf_mamba1", true},           {"hf_mamba2", true},
                            {"hf_falconmamba", true},      {"hf_falconh1", true},         {"hf_nemotronh", true},
-                           {"hf_granitemoehybrid", true}, {"data/hf_bamba", true},       {"data/hf_jamba", true}};
+                           {"hf_granitemoehybrid", true}, {"data/hf_bamba", true},       {"data/hf_jamba", true},
+                           {"data/hf_zamba2", true}};
 
 class CudaGolden : public test::CudaTestWithParam<std::tuple<Golden, Precision>> {};
 

@@ -159,7 +159,7 @@ TEST_F(CudaOps, LinearBF16OneRowMatchesCpu) {
       cuda::upload_matrix(cuda::context_of(f32()), Tensor::zeros(DType::F32, {16, 64})), 1, 64));
 }
 
-// ---- rmsnorm_fwd, gated_rmsnorm_fwd, silu_gate_fwd ---------------------------------------------
+// ---- rmsnorm_fwd, gated_rmsnorm_fwd, silu_gate_fwd, gelu_gate_fwd -------------------------------
 
 TEST_F(CudaOps, RmsNormMatchesCpu) {
   SCOPED_TRACE(test::seed_note(seed_));
@@ -215,25 +215,37 @@ TEST_F(CudaOps, GatedRmsNormBothGateOrdersAndGroupsMatchCpu) {
   }
 }
 
-TEST_F(CudaOps, SiluGateMatchesCpu) {
-  SCOPED_TRACE(test::seed_note(seed_));
-  Backend& be = f32();
+// A gate out = act(a) ⊙ b or a ⊙ act(b) (silu_gate_fwd, gelu_gate_fwd) on both backends, rows at
+// strides with NaN padding.
+template <class CpuGate, class CudaGate>
+void expect_gate_matches_cpu(Backend& be, std::mt19937_64& rng, CpuGate&& cpu_gate, CudaGate&& cuda_gate) {
   cuda::Context& ctx = cuda::context_of(be);
   for (auto [T, D] : {std::pair<int64_t, int64_t>{1, 1}, {1, 1536}, {5, 37}, {130, 1000},
-                      {test::random_int(rng_, 1, 200), test::random_int(rng_, 1, 2000)}}) {
-    const int64_t lda = D + test::random_int(rng_, 0, 5), ldb = 3 * D + 1, ldo = D + test::random_int(rng_, 1, 5);
+                      {test::random_int(rng, 1, 200), test::random_int(rng, 1, 2000)}}) {
+    const int64_t lda = D + test::random_int(rng, 0, 5), ldb = 3 * D + 1, ldo = D + test::random_int(rng, 1, 5);
     SCOPED_TRACE("T " + std::to_string(T) + " D " + std::to_string(D));
-    const std::vector<float> a = strided(test::randn(size_t(T * D), rng_, 2.0f), T, D, lda, NAN),
-                             b = strided(test::randn(size_t(T * D), rng_, 4.0f), T, D, ldb, NAN);
+    const std::vector<float> a = strided(test::randn(size_t(T * D), rng, 2.0f), T, D, lda, NAN),
+                             b = strided(test::randn(size_t(T * D), rng, 4.0f), T, D, ldb, NAN);
     std::vector<float> want(size_t(T * ldo), kSentinel);
-    cpu::silu_gate_fwd(want.data(), a.data(), b.data(), T, D, lda, ldb, ldo);
+    cpu_gate(want.data(), a.data(), b.data(), T, D, lda, ldb, ldo);
     auto ad = test::to_backend(be, a), bd = test::to_backend(be, b),
          od = test::to_backend(be, std::vector<float>(size_t(T * ldo), kSentinel));
-    cuda::silu_gate_fwd(ctx, dev(od), dev(ad), dev(bd), T, D, lda, ldb, ldo);
+    cuda_gate(ctx, dev(od), dev(ad), dev(bd), T, D, lda, ldb, ldo);
     const std::vector<float> got = test::to_host<float>(be, od.get(), size_t(T * ldo));
     EXPECT_TRUE(rows_near(dense_of(got, T, D, ldo), dense_of(want, T, D, ldo), D, test::kTolF32));
     EXPECT_TRUE(padding_untouched(got, T, D, ldo));
   }
+}
+
+TEST_F(CudaOps, SiluGateMatchesCpu) {
+  SCOPED_TRACE(test::seed_note(seed_));
+  expect_gate_matches_cpu(f32(), rng_, cpu::silu_gate_fwd, cuda::silu_gate_fwd);
+}
+
+// The exact (erf) GELU of Zamba2's MLP.
+TEST_F(CudaOps, GeluGateMatchesCpu) {
+  SCOPED_TRACE(test::seed_note(seed_));
+  expect_gate_matches_cpu(f32(), rng_, cpu::gelu_gate_fwd, cuda::gelu_gate_fwd);
 }
 
 // ---- causal_conv1d_fwd -------------------------------------------------------------------------
