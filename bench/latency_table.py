@@ -32,17 +32,24 @@ def latency_s(r, n):
     return r["prefill_s"] + n * r["decode_ms_per_step"] / 1000.0
 
 
-def load(json_dir):
+def load(source):
+    """The runs of a folder of m3 bench --json files, or of one JSON list of them (--save's file)."""
     runs = []
-    for path in sorted(glob.glob(os.path.join(json_dir, "*.json"))):
-        with open(path) as f:
-            r = json.load(f)
+    if os.path.isfile(source):
+        with open(source) as f:
+            found = [(source, r) for r in json.load(f)]
+    else:
+        found = []
+        for path in sorted(glob.glob(os.path.join(source, "*.json"))):
+            with open(path) as f:
+                found.append((path, json.load(f)))
+    for path, r in found:
         missing = [k for k in ("model", "batch", "prompt_len", "prefill_s", "decode_ms_per_step") if k not in r]
         if missing:
             sys.exit(f"latency_table.py: {path} lacks {', '.join(missing)}")
         runs.append(r)
     if not runs:
-        sys.exit(f"latency_table.py: no *.json in {json_dir}")
+        sys.exit(f"latency_table.py: no runs in {source}")
     runs.sort(key=lambda r: (name_of(r), r["batch"], r["prompt_len"]))
     return runs
 
@@ -137,11 +144,16 @@ def plot(runs, ref_by_batch, path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("json_dir", help="folder of m3 bench --json files")
+    ap.add_argument("runs", help="folder of m3 bench --json files, or a JSON list of them (--save)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for latency.png (default $OUT or .)")
     ap.add_argument("--ref", nargs="*", help="the reference's bench_model.json files (ref_bench.py model)")
+    ap.add_argument("--save", help="also write every run into this one JSON list (one file to copy back)")
     a = ap.parse_args()
-    runs = load(a.json_dir)
+    runs = load(a.runs)
+    if a.save:
+        os.makedirs(os.path.dirname(os.path.abspath(a.save)), exist_ok=True)
+        with open(a.save, "w") as f:
+            json.dump(runs, f, indent=1)
     ref_rows, ref_by_batch = load_ref(a.ref)
     print_tables(runs, ref_rows, ref_by_batch)
     os.makedirs(a.out, exist_ok=True)

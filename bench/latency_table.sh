@@ -6,7 +6,8 @@
 # 1.4 B random parameters takes far longer than loading them), removed after its runs.
 #
 #   M3        the m3 binary (default build-gpu/m3)
-#   OUT       output folder (default bench/latency-out); JSONs in $OUT/json, table.md, latency.png
+#   OUT       output folder (default bench/latency-out); JSONs in $OUT/json and all of them in
+#             $OUT/runs.json (one file to copy back), table.md, latency.png
 #   CKPT      scratch folder for the checkpoints (default /tmp/m3-latency-ckpt; 5.4 GB each)
 #   PRESETS   presets to run (default: the four 1.4 B ones)
 #   GRID      batch:prompt_len pairs (default: batch 1 at 512 1024 4096 16384, batch 128 at 512 2048 16384)
@@ -57,6 +58,6 @@ for p in $PRESETS; do
   done
   rm -rf "$ckpt"
 done
-python3 bench/latency_table.py "$OUT/json" --out "$OUT" ${REF:+--ref "$REF"} | tee "$OUT/table.md"
+python3 bench/latency_table.py "$OUT/json" --out "$OUT" --save "$OUT/runs.json" ${REF:+--ref "$REF"} | tee "$OUT/table.md"
 echo "latency_table.sh: $failed run(s) failed; table in $OUT/table.md"
 [[ $failed -eq 0 ]]
