@@ -58,7 +58,9 @@ def logits_input_seeds(out):
 
 def config_seeds(out):
     golden = os.path.join(ROOT, "..", "shared", "golden")
-    for path in sorted(glob.glob(os.path.join(golden, "*", "config.json"))):
+    paths = sorted(glob.glob(os.path.join(golden, "*", "config.json")))
+    paths += sorted(glob.glob(os.path.join(ROOT, "tests", "data", "hf_*", "config.json")))  # Bamba, Jamba, Zamba2
+    for path in paths:
         name = os.path.basename(os.path.dirname(path))
         with open(path) as f:
             c = json.load(f)
@@ -69,6 +71,12 @@ def config_seeds(out):
                 write(out, "fuzz_config", name + "." + key + ".big", json.dumps({**c, key: 2**31}))
                 write(out, "fuzz_config", name + "." + key + ".zero", json.dumps({**c, key: 0}))
                 write(out, "fuzz_config", name + "." + key + ".str", json.dumps({**c, key: "16"}))
+        # Zamba2's shared blocks: their count, the adapters' rank and the layer pattern.
+        edits = (("num_mem_blocks", 0), ("num_mem_blocks", 2**31), ("adapter_rank", 2**31), ("adapter_rank", -1),
+                 ("layers_block_type", ["hybrid"]), ("layers_block_type", "mamba"))
+        for i, (key, bad) in enumerate(edits):
+            if key in c:
+                write(out, "fuzz_config", "%s.%s.%d" % (name, key, i), json.dumps({**c, key: bad}))
 
 
 def tokenizer_seeds(out):

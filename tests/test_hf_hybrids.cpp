@@ -277,6 +277,19 @@ TEST(HfHybridConfig, Zamba2AdapterShapesAreChecked) {
                      {"linear_v_adapter_list.1.0.weight", "[4, 32]", "v_proj.weight"});
 }
 
+// adapter_rank must be the adapter tensors' rank (4 in the test data).
+TEST(HfHybridConfig, Zamba2AdapterRankMustMatchTheTensors) {
+  test::TempDir tmp;
+  nlohmann::json j = golden_config("data/hf_zamba2");
+  ASSERT_EQ(j.at("adapter_rank"), 4);
+  j["adapter_rank"] = 8;
+  std::ofstream(tmp.file("config.json")) << j.dump();
+  std::filesystem::copy_file(folder("data/hf_zamba2") + "/model.safetensors", tmp.file("model.safetensors"));
+  test::expect_error([&] { Model::load(tmp.path()); }, {"adapter tensors", "rank 4", "adapter_rank is 8"});
+  j["adapter_rank"] = -1;
+  test::expect_error([&] { parse_checkpoint_layout(j, "cfg"); }, {"cfg", "adapter_rank", "positive integer"});
+}
+
 TEST(HfHybridConfig, ErrorsNameTheFieldAndTheSupportedTypes) {
   nlohmann::json j = golden_config("hf_nemotronh");
   j["mlp_hidden_act"] = "gelu";

@@ -25,6 +25,7 @@ struct TensorPiece {
   int64_t begin = 0, end = -1;
   double scale = 1;
   std::string lora_a = {}, lora_b = {};
+  int64_t lora_rank = 0;  // the rank the config declares for lora_a/lora_b (Zamba2's adapter_rank)
   bool whole() const { return begin == 0 && end < 0 && scale == 1 && lora_a.empty(); }
 };
 

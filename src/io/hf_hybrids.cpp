@@ -715,6 +715,8 @@ CheckpointLayout translate_zamba2(const json& j, const std::string& source) {
   if (!f.boolean("use_mem_rope", false)) c.attn.rotary_emb_dim = 0;
   c.zamba2_mlp_hidden = f.integer("intermediate_size", 4 * d);
   const int64_t blocks = f.integer("num_mem_blocks", 1);
+  // Zamba2Config's default; the adapter tensors must have this rank (model.cpp checks on load).
+  const int64_t rank = f.integer("adapter_rank", 128);
   const bool attn_adapters = f.boolean("use_shared_attention_adapter", false);
   // The k and v adapters' outputs are 2·d wide (transformers adds them to k and v).
   check(!attn_adapters || c.attn.num_heads_kv == q_heads,
@@ -742,22 +744,22 @@ CheckpointLayout translate_zamba2(const json& j, const std::string& source) {
     std::vector<TensorPiece>& in = l.pieces[r + "mixer.attn.in_proj.weight"];
     for (const char* p : {"q", "k", "v"}) {
       const std::string list = a + "linear_" + p + "_adapter_list." + k + ".";
-      in.push_back(attn_adapters ? TensorPiece{a + p + "_proj.weight", 0, -1, 1, list + "0.weight", list + "1.weight"}
+      in.push_back(attn_adapters
+                       ? TensorPiece{a + p + "_proj.weight", 0, -1, 1, list + "0.weight", list + "1.weight", rank}
                                  : TensorPiece{a + p + "_proj.weight"});
     }
     l.renames[r + "mixer.attn.out_proj.weight"] = a + "o_proj.weight";
     const std::string ff = b + "feed_forward.", list = ff + "gate_up_proj_adapter_list." + k + ".";
     l.pieces[r + "mixer.mlp.fc1.weight"] = {
-        {ff + "gate_up_proj.weight", 0, -1, 1, list + "0.weight", list + "1.weight"}};
+        {ff + "gate_up_proj.weight", 0, -1, 1, list + "0.weight", list + "1.weight", rank}};
     l.renames[r + "mixer.mlp.fc2.weight"] = ff + "down_proj.weight";
   }
   // Derived fields Zamba2Config recomputes from the ones above (attention_hidden_size,
   // attention_head_dim, mamba_headdim, hybrid_layer_ids) or that the model never reads
   // (kv_channels, num_query_groups, time_step_limit, use_conv_bias: the conv always has a bias);
-  // adapter_rank: the adapter tensors' shapes carry it (checked on load); use_mem_eff_path picks a
-  // kernel.
+  // use_mem_eff_path picks a kernel.
   f.finish({"attention_hidden_size", "attention_head_dim", "mamba_headdim", "hybrid_layer_ids", "kv_channels",
-            "num_query_groups", "time_step_limit", "use_conv_bias", "adapter_rank", "use_mem_eff_path"});
+            "num_query_groups", "time_step_limit", "use_conv_bias", "use_mem_eff_path"});
   return l;
 }
 

@@ -98,6 +98,9 @@ void add_low_rank(std::vector<double>& sum, const CheckpointTensors& ck, const T
             b.shape[0] == w_shape[0] && b.shape[1] == a.shape[0],
         where + " have shapes " + shape_str(a.shape) + " and " + shape_str(b.shape) + ", which do not form a " +
             shape_str(w_shape) + " low-rank term for '" + pc.file + "'");
+  check(pc.lora_rank <= 0 || a.shape[0] == pc.lora_rank,
+        where + " have rank " + std::to_string(a.shape[0]) + ", but the config's adapter_rank is " +
+            std::to_string(pc.lora_rank));
   for (const Tensor* x : {&a, &b})
     if (const int64_t k = first_non_finite(x->f32(), x->numel()); k < x->numel())
       throw Error(where + " hold a non-finite value at flat index " + std::to_string(k));
