@@ -420,10 +420,13 @@ Model Model::load(const std::string& dir, const DeviceSpec& device) {
           Shape sh = f.shape;
           sh[0] = end - pc.begin;
           Tensor r = Tensor::zeros(DType::F32, sh);
-          std::vector<double> sum(size_t(r.numel()));
-          for (int64_t k = 0; k < r.numel(); ++k) sum[size_t(k)] = p[pc.begin * row + k];
-          if (!pc.lora_a.empty()) add_low_rank(sum, ck, pc, t.shape, used);
-          for (int64_t k = 0; k < r.numel(); ++k) r.f32()[k] = float(sum[size_t(k)] * pc.scale);
+          if (pc.lora_a.empty()) {
+            for (int64_t k = 0; k < r.numel(); ++k) r.f32()[k] = float(double(p[pc.begin * row + k]) * pc.scale);
+          } else {  // W + B·A summed in float64 before the one rounding
+            std::vector<double> sum(p + pc.begin * row, p + pc.begin * row + r.numel());
+            add_low_rank(sum, ck, pc, t.shape, used);
+            for (int64_t k = 0; k < r.numel(); ++k) r.f32()[k] = float(sum[size_t(k)] * pc.scale);
+          }
           f = r;
         }
         rows += f.shape[0];
